@@ -1,0 +1,1 @@
+"""Banking: linked bank accounts (Plaid, Teller), balances, transactions and transfers."""

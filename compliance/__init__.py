@@ -1,0 +1,1 @@
+"""Compliance: sanctions screening, transaction monitoring, alerts, cases and reports."""

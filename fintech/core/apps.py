@@ -1,0 +1,27 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class CoreConfig(AppConfig):
+    """Shared kernel: what every domain app needs (health, task plumbing, schedules; later money,
+    encrypted fields, audit trail, customers and staff roles)."""
+
+    name = "fintech.core"
+    label = "core"
+    verbose_name = "Core"
+
+    # Beat schedules this app needs; see fintech.core.schedules.
+    standard_schedules = (
+        {
+            "name": "core: worker health ping",
+            "task": "core.health_ping",
+            "every_seconds_setting": "HEALTH_PING_INTERVAL_SECONDS",
+            "description": "Proves a worker answers; /healthz and the overview read its heartbeat.",
+        },
+    )
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers system checks)
+        from .schedules import install_after_migrate
+
+        post_migrate.connect(install_after_migrate, sender=self, dispatch_uid="core.install_schedules")

@@ -1,0 +1,70 @@
+"""Demo data for the run command: staff logins (more demo data arrives with each domain app).
+
+Passwords are random, made on the first run and kept in ``var/demo-logins.json`` (mode 600)
+so every later run prints the same ones. Never used in production.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str
+    role: str
+
+
+DEMO_STAFF = (
+    # username, role, superuser
+    ("admin", "administrator", True),
+    ("ops", "operations", False),
+    ("compliance", "compliance officer", False),
+)
+
+
+def _credentials_path() -> Path:
+    return Path(settings.VAR_DIR) / "demo-logins.json"
+
+
+def _load_passwords(path: Path) -> dict[str, str]:
+    try:
+        return {entry["username"]: entry["password"] for entry in json.loads(path.read_text())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+@transaction.atomic
+def demo_seed() -> list[DemoLogin]:
+    """Create the demo staff users that are missing; return every demo login."""
+    if settings.DJANGO_ENV == "production":
+        raise ImproperlyConfigured("Demo data is never created in production.")
+    user_model = get_user_model()
+    path = _credentials_path()
+    passwords = _load_passwords(path)
+    logins = []
+    for username, role, superuser in DEMO_STAFF:
+        user = user_model.objects.filter(username=username).first()
+        password = passwords.get(username)
+        if user is None or password is None:
+            password = secrets.token_urlsafe(12)
+            user = user or user_model(username=username, email=f"{username}@demo.fintech.invalid")
+            user.first_name = role.title()
+            user.is_staff = True
+            user.is_superuser = superuser
+            user.set_password(password)
+            user.save()
+        logins.append(DemoLogin(username=username, password=password, role=role))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(login) for login in logins], indent=2))
+    path.chmod(0o600)
+    return logins

@@ -1,0 +1,231 @@
+"""Settings shared by every environment. Every value comes from the environment.
+
+Each variable is documented, with its default, in ``.env.example`` and the README.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from fintech import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+# The settings module decides the environment when it is named directly
+# (DJANGO_SETTINGS_MODULE=fintech.settings.production), else DJANGO_ENV does.
+_module_environment = os.environ.get("DJANGO_SETTINGS_MODULE", "").rpartition(".")[2]
+if _module_environment in {"development", "production", "test"}:
+    DJANGO_ENV = _module_environment
+else:
+    DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+# Production never falls back to the embedded servers: a missing URL is an error there.
+EMBEDDED_SERVICES_ALLOWED = DJANGO_ENV != "production"
+VAR_DIR = Path(env.str("FINTECH_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_celery_beat",
+    "django_celery_results",
+    # Domain apps, in dependency order: each may import only those above it.
+    "fintech.core",
+    "payments",
+    "banking",
+    "compliance",
+    "sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "fintech.urls"
+WSGI_APPLICATION = "fintech.wsgi.application"
+ASGI_APPLICATION = "fintech.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "fintech.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# --------------------------------------------------------------------------- database
+# PostgreSQL only. DATABASE_URL set: use it. Unset: the embedded server under var/postgres.
+DATABASE_URL = env.str("DATABASE_URL", default="")
+if DATABASE_URL:
+    _database = env.db_url_config(DATABASE_URL)
+    # A Unix-socket directory may be given percent-encoded as the host.
+    _database["HOST"] = unquote(str(_database.get("HOST", "")))
+elif EMBEDDED_SERVICES_ALLOWED:
+    _database = embedded.postgres_start(VAR_DIR).django_database()
+else:
+    raise ImproperlyConfigured("DATABASE_URL is required in production (postgres://user:password@host:5432/name).")
+if _database.get("ENGINE") != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must point to PostgreSQL (postgres://...); got engine {_database.get('ENGINE')!r}."
+    )
+_database["ATOMIC_REQUESTS"] = False  # services own their transactions
+_database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+_database["CONN_HEALTH_CHECKS"] = True
+_database.setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --------------------------------------------------------------------------- redis
+# Broker, cache and (later) streams. REDIS_URL set: use it. Unset: embedded server under var/redis.
+REDIS_URL = env.str("REDIS_URL", default="")
+if not REDIS_URL:
+    if not EMBEDDED_SERVICES_ALLOWED:
+        raise ImproperlyConfigured("REDIS_URL is required in production (redis://host:6379/0).")
+    REDIS_URL = embedded.redis_start(VAR_DIR).url
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="fintech"),
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
+
+def celery_broker_url(redis_url: str) -> str:
+    """Kombu spells a Redis Unix socket ``redis+socket:///path``; TCP URLs pass through."""
+    if redis_url.startswith("unix://"):
+        path, _, query = redis_url[len("unix://") :].partition("?")
+        db = dict(part.split("=", 1) for part in query.split("&") if "=" in part).get("db", "0")
+        return f"redis+socket://{path}?virtual_host={db}"
+    return redis_url
+
+
+# --------------------------------------------------------------------------- celery
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or celery_broker_url(REDIS_URL)
+# The longest countdown/ETA any task may be scheduled with (enforced by fintech.core.queue).
+CELERY_MAX_COUNTDOWN_SECONDS = env.int("CELERY_MAX_COUNTDOWN_SECONDS", default=3600)
+# Redis re-delivers an unacknowledged task after this many seconds. With acks_late it must
+# exceed every countdown/ETA and task run time, or a task would run twice (system check core.E001).
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=2 * 3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT_SECONDS", default=15 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = "django-db"  # task outcomes (failures too) in the admin
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES_SECONDS", default=7 * 24 * 3600)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Retry policy of fintech.core.celery_base.FintechTask: exponential backoff with jitter.
+CELERY_RETRY_BACKOFF_SECONDS = env.int("CELERY_RETRY_BACKOFF_SECONDS", default=5)
+CELERY_RETRY_BACKOFF_MAX_SECONDS = env.int("CELERY_RETRY_BACKOFF_MAX_SECONDS", default=600)
+CELERY_MAX_RETRIES = env.int("CELERY_MAX_RETRIES", default=5)
+
+# --------------------------------------------------------------------------- health
+# /healthz fails when no worker has run the beat-scheduled health task for this long.
+HEALTH_WORKER_MAX_AGE_SECONDS = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=120)
+HEALTH_PING_INTERVAL_SECONDS = env.int("HEALTH_PING_INTERVAL_SECONDS", default=30)
+
+# --------------------------------------------------------------------------- auth
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "overview"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE_SECONDS", default=8 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+
+# --------------------------------------------------------------------------- i18n, static
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --------------------------------------------------------------------------- security headers
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Paths that must answer over plain HTTP when SECURE_SSL_REDIRECT is on: a redirect would
+# drop a gateway's POST body, and load balancers probe health over HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^webhooks/", r"^api/", r"^healthz$"]
+
+# --------------------------------------------------------------------------- logging
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "pgserver": {"level": "WARNING"}},
+}
+
+
+def development_secret_key(var_dir: Path) -> str:
+    """A random key kept under var/, so development sessions survive restarts without a key in the repo."""
+    import secrets
+
+    path = var_dir / "development-secret-key"
+    if not path.is_file():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(64))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,15 @@
+"""Development: the run command and a developer's shell. Embedded services allowed."""
+
+from .base import *  # noqa: F403
+from .base import SECRET_KEY, STORAGES, VAR_DIR, development_secret_key, env
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = SECRET_KEY or development_secret_key(VAR_DIR)
+
+# Serve static files straight from the source folders, no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Static files come from the source folders (finders); collectstatic is a production step.
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,27 @@
+"""Tests: real PostgreSQL and Redis (DATABASE_URL/REDIS_URL, else embedded), isolated queue and cache keys."""
+
+import secrets
+
+from .base import *  # noqa: F403
+from .base import CACHES, STORAGES
+
+DEBUG = False
+SECRET_KEY = secrets.token_urlsafe(64)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never outside tests
+
+# A queue and key prefix of this run's own, so a worker of a running `make run` sharing the
+# same Redis never takes a test's task, and test cache keys never collide with real ones.
+_RUN_ID = secrets.token_hex(4)
+CELERY_TASK_DEFAULT_QUEUE = f"test-{_RUN_ID}"
+CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"test-{_RUN_ID}"}}
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Short backoff so retry tests finish in seconds; production default is 5 s doubling to 600 s.
+CELERY_RETRY_BACKOFF_SECONDS = 1
+CELERY_RETRY_BACKOFF_MAX_SECONDS = 2
+WHITENOISE_USE_FINDERS = True
+# Close connections after each request/task, so a worker or live-server thread never holds
+# one open when the test database is dropped.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Static files come from the source folders (finders); collectstatic is a production step.
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Payments: gateway webhooks, payments, refunds, disputes, the ledger and reconciliation."""

@@ -1,0 +1,43 @@
+"""A staff member signs in through the real login page and sees the overview with real counts."""
+
+from playwright.sync_api import Page, expect
+
+from fintech.core.services import heartbeat_record
+from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
+
+
+def test_staff_signs_in_and_sees_the_overview_with_real_counts(live_server, page: Page, transactional_db):
+    StaffUserFactory(username="olivia", first_name="Olivia", last_name="Ops")
+    StaffUserFactory.create_batch(3)
+    UserFactory.create_batch(2)
+    heartbeat_record(hostname="worker@browser-test")
+
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
+    page.get_by_label("Username").fill("olivia")
+    page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page).to_have_url(f"{live_server.url}/")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.locator('[data-metric="staff-users"] .card-value')).to_have_text("4")
+    expect(page.locator('[data-metric="staff-users"] .card-note')).to_contain_text("6 active users")
+    expect(page.locator('[data-metric="scheduled-jobs"] .card-value')).to_have_text("1")
+    expect(page.locator('[data-metric="worker"]')).to_contain_text("healthy")
+    expect(page.locator('[data-metric="worker"]')).to_contain_text("worker@browser-test")
+    expect(page.get_by_text("Olivia Ops")).to_be_visible()
+
+    page.get_by_role("link", name="Payments").click()
+    expect(page.get_by_role("heading", name="Payments")).to_be_visible()
+    expect(page.get_by_role("link", name="Payments")).to_have_attribute("aria-current", "page")
+
+
+def test_a_wrong_password_keeps_the_visitor_out(live_server, page: Page, transactional_db):
+    StaffUserFactory(username="olivia")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill("olivia")
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("didn't match")
+    page.goto(f"{live_server.url}/")
+    expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")

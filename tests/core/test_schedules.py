@@ -1,0 +1,44 @@
+"""Standard beat schedules: created after migrate and by a command, never overwriting staff edits."""
+
+import pytest
+from django.core.management import call_command
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from fintech.core.schedules import schedules_install
+
+pytestmark = pytest.mark.django_db
+HEALTH_PING = "core: worker health ping"
+
+
+def test_migrate_installs_the_standard_schedules():
+    task = PeriodicTask.objects.get(name=HEALTH_PING)
+    assert task.task == "core.health_ping"
+    assert task.enabled
+    assert (task.interval.every, task.interval.period) == (30, IntervalSchedule.SECONDS)
+
+
+def test_install_is_idempotent_and_keeps_staff_edits():
+    task = PeriodicTask.objects.get(name=HEALTH_PING)
+    slower, _ = IntervalSchedule.objects.get_or_create(every=300, period=IntervalSchedule.SECONDS)
+    task.interval = slower
+    task.enabled = False
+    task.save()
+
+    result = schedules_install()
+    assert result.created == [] and result.unchanged == [HEALTH_PING]
+    task.refresh_from_db()
+    assert (task.interval.every, task.enabled) == (300, False)
+    assert PeriodicTask.objects.filter(name=HEALTH_PING).count() == 1
+
+
+def test_reset_restores_the_defaults():
+    PeriodicTask.objects.filter(name=HEALTH_PING).update(enabled=False)
+    assert schedules_install(reset=True).reset == [HEALTH_PING]
+    assert PeriodicTask.objects.get(name=HEALTH_PING).enabled
+
+
+def test_command_recreates_a_deleted_schedule(capsys):
+    PeriodicTask.objects.filter(name=HEALTH_PING).delete()
+    call_command("install_schedules")
+    assert "created   core: worker health ping" in capsys.readouterr().out
+    assert PeriodicTask.objects.filter(name=HEALTH_PING, task="core.health_ping").exists()

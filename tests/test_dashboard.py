@@ -1,0 +1,125 @@
+"""The staff dashboard: access rules, real counts, sections, audit, static files."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+STAFF_PAGES = ["/", "/payments/", "/banking/", "/compliance/", "/audit/"]
+
+
+@pytest.mark.parametrize("url", STAFF_PAGES)
+def test_logged_out_visitors_are_sent_to_the_login_page(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/accounts/login/?next={url}"
+
+
+@pytest.mark.parametrize("url", STAFF_PAGES)
+def test_signed_in_non_staff_users_are_refused(client, customer_user, url):
+    client.force_login(customer_user)
+    response = client.get(url)
+    assert response.status_code == 403
+    assert b"Access denied" in response.content
+
+
+@pytest.mark.parametrize("url", STAFF_PAGES)
+def test_staff_see_every_page_with_the_navigation(staff_client, url):
+    response = staff_client.get(url)
+    assert response.status_code == 200
+    for title in ("Overview", "Payments", "Banking", "Compliance", "Audit"):
+        assert f">{title}</a>".encode() in response.content
+    assert b'aria-current="page"' in response.content
+
+
+def test_admin_requires_a_staff_login(client, staff_user):
+    assert client.get("/admin/").headers["Location"].startswith("/admin/login/")
+    client.force_login(staff_user)
+    assert client.get("/admin/").status_code == 200
+
+
+def test_unknown_section_is_404(staff_client):
+    assert staff_client.get("/nowhere/").status_code == 404
+
+
+def _task_result(task_id: str, name: str, status: str, age: timedelta) -> TaskResult:
+    result = TaskResult.objects.create(task_id=task_id, task_name=name, status=status, result='"x"')
+    TaskResult.objects.filter(pk=result.pk).update(date_done=timezone.now() - age)  # date_done is auto_now
+    return result
+
+
+def test_overview_shows_real_counts_from_the_database(staff_client):
+    StaffUserFactory.create_batch(2)
+    UserFactory.create_batch(3)
+    UserFactory(is_staff=True, is_active=False)
+    _task_result("t1", "core.health_ping", "SUCCESS", timedelta(minutes=5))
+    _task_result("t2", "payments.reconcile", "SUCCESS", timedelta(hours=1))
+    _task_result("t3", "payments.reconcile", "FAILURE", timedelta(hours=2))
+    _task_result("t4", "core.health_ping", "FAILURE", timedelta(days=2))  # outside the 24 h window
+
+    response = staff_client.get("/")
+    overview = response.context["overview"]
+    assert overview.staff_users == 3  # the signed-in one and the batch of two; inactive excluded
+    assert overview.active_users == 6
+    assert (overview.runs_24h.total, overview.runs_24h.succeeded, overview.runs_24h.failed) == (3, 2, 1)
+    assert (overview.schedules_enabled, overview.schedules_total) == (1, 1)
+    assert [result.task_id for result in overview.recent_failures] == ["t3", "t4"]
+    html = response.content.decode()
+    assert '<div class="card-value">3</div>' in html
+    assert "core: worker health ping" in html
+    assert "no heartbeat" in html
+
+
+def test_section_lists_only_its_own_task_runs(staff_client):
+    _task_result("p1", "payments.reconcile", "FAILURE", timedelta(minutes=1))
+    _task_result("c1", "core.health_ping", "SUCCESS", timedelta(minutes=1))
+    response = staff_client.get("/payments/")
+    assert [result.task_id for result in response.context["recent_runs"]] == ["p1"]
+    assert response.context["runs_24h"].failed == 1
+    assert b"payments.reconcile" in response.content
+    assert b"core.health_ping" not in response.content
+
+
+def test_audit_lists_staff_changes_and_filters_by_user(staff_client, staff_user):
+    other = StaffUserFactory(username="other")
+    user_type = ContentType.objects.get_for_model(other)
+    LogEntry.objects.log_actions(staff_user.pk, [other], CHANGE, change_message="Changed email.", single_object=True)
+    LogEntry.objects.create(
+        user=other, content_type=user_type, object_id=str(other.pk), object_repr="other", action_flag=CHANGE
+    )
+    page = staff_client.get("/audit/").context["page"]
+    assert page.paginator.count == 2
+    filtered = staff_client.get("/audit/", {"user": "staff"})
+    assert [entry.user.username for entry in filtered.context["page"]] == ["staff"]
+    assert b"Changed email." in filtered.content
+
+
+def test_login_with_a_password_lands_on_the_overview(client, staff_user):
+    response = client.post("/accounts/login/", {"username": "staff", "password": DEFAULT_PASSWORD}, follow=True)
+    assert response.redirect_chain[-1][0] == "/"
+    assert response.status_code == 200
+
+
+def test_wrong_password_is_refused_with_a_message(client, staff_user):
+    response = client.post("/accounts/login/", {"username": "staff", "password": "wrong-password-123"})
+    assert response.status_code == 200
+    assert b"didn't match" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_sign_out_needs_a_post(staff_client):
+    assert staff_client.get("/accounts/logout/").status_code == 405
+    assert staff_client.post("/accounts/logout/").status_code == 302
+    assert staff_client.get("/").status_code == 302
+
+
+def test_stylesheet_is_served_locally(client):
+    response = client.get("/static/css/app.css")
+    assert response.status_code == 200
+    assert b".badge.ok" in b"".join(response.streaming_content)

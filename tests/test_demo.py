@@ -1,0 +1,48 @@
+"""Demo data: staff logins created once, printed, never in production."""
+
+import json
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.test import override_settings
+
+from fintech.demo import demo_seed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def var_dir(tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    return tmp_path
+
+
+def test_seed_creates_staff_logins_that_work(var_dir):
+    logins = demo_seed()
+    assert [login.username for login in logins] == ["admin", "ops", "compliance"]
+    for login in logins:
+        user = authenticate(username=login.username, password=login.password)
+        assert user is not None and user.is_staff
+        assert user.is_superuser == (login.username == "admin")
+    stored = json.loads((var_dir / "demo-logins.json").read_text())
+    assert {entry["username"]: entry["password"] for entry in stored} == {
+        login.username: login.password for login in logins
+    }
+    assert (var_dir / "demo-logins.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_seed_is_idempotent(capsys):
+    first = demo_seed()
+    call_command("seed_demo")
+    assert demo_seed() == first
+    output = capsys.readouterr().out
+    for login in first:
+        assert f"{login.username:<12} {login.password:<20}" in output
+
+
+@override_settings(DJANGO_ENV="production")
+def test_seed_is_refused_in_production():
+    with pytest.raises(ImproperlyConfigured, match="never created in production"):
+        demo_seed()

@@ -1,0 +1,157 @@
+"""The run command: clear errors that leave nothing running, and a whole stack that starts and stops."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psutil
+import psycopg
+import pytest
+import redis
+from django.conf import settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _runner(*arguments: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fintech.runner", *arguments],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal would give it
+    )
+
+
+def _session_processes(session_id: int) -> list[psutil.Process]:
+    alive = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == session_id and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return alive
+
+
+def _environment(**values: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTEST"))}
+    env.update(DJANGO_ENV="development", **values)
+    return env
+
+
+def test_a_taken_port_is_explained_and_nothing_is_left_running():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runner = _runner("--port", str(port), env=_environment())
+        output, _ = runner.communicate(timeout=120)
+    assert runner.returncode == 1
+    assert f"Port {port} on 127.0.0.1 is not available" in output
+    assert f"PORT={port + 1} make run" in output
+    assert _session_processes(runner.pid) == []
+
+
+def test_an_unreachable_database_is_explained_without_its_password():
+    env = _environment(DATABASE_URL="postgres://ops:s3cret-pw@127.0.0.1:1/fintech")
+    runner = _runner("--port", str(_free_port()), env=env)
+    output, _ = runner.communicate(timeout=120)
+    assert runner.returncode == 1
+    assert "Cannot connect to DATABASE_URL (postgres://ops:***@127.0.0.1:1/fintech)" in output
+    assert "s3cret-pw" not in output
+    assert "unset DATABASE_URL to use the embedded PostgreSQL" in output
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused():
+    runner = _runner("--port", str(_free_port()), env=_environment(DATABASE_URL="mysql://root@127.0.0.1/x"))
+    output, _ = runner.communicate(timeout=120)
+    assert runner.returncode == 1
+    assert "DATABASE_URL must be a PostgreSQL URL" in output
+
+
+def test_an_unreachable_redis_is_explained():
+    database = settings.DATABASES["default"]
+    url = f"postgres://{database['USER']}@{quote(database['HOST'], safe='')}:{database['PORT'] or 5432}/postgres"
+    runner = _runner("--port", str(_free_port()), env=_environment(DATABASE_URL=url, REDIS_URL="redis://127.0.0.1:1/0"))
+    output, _ = runner.communicate(timeout=120)
+    assert runner.returncode == 1
+    assert "Cannot reach REDIS_URL (redis://127.0.0.1:1/0)" in output
+
+
+@pytest.fixture
+def scratch_database():
+    """A database of its own on the test server, for a whole stack to migrate and fill."""
+    database = settings.DATABASES["default"]
+    name = f"fintech_runner_{os.getpid()}"
+    params = {"host": database["HOST"], "port": database["PORT"] or 5432, "user": database["USER"]}
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgres://{database['USER']}@{quote(database['HOST'], safe='')}:{params['port']}/{name}"
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def scratch_redis_url():
+    """Redis database 13 of the test server, so the stack's queue is its own."""
+    parts = urlsplit(settings.REDIS_URL)
+    url = f"unix://{parts.path}?db=13" if parts.scheme == "unix" else urlunsplit(parts._replace(path="/13"))
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def test_the_whole_stack_serves_a_healthy_dashboard_and_stops_on_ctrl_c(scratch_database, scratch_redis_url, tmp_path):
+    port = _free_port()
+    env = _environment(
+        DATABASE_URL=scratch_database,
+        REDIS_URL=scratch_redis_url,
+        FINTECH_VAR_DIR=str(tmp_path),
+        WEB_CONCURRENCY="1",
+        WORKER_CONCURRENCY="1",
+    )
+    runner = _runner("--port", str(port), env=env)
+    try:
+        health = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and runner.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                    health = response.status
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        assert health == 200, "the stack never reported healthy (worker heartbeat from beat)"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=5) as response:
+            assert response.status == 200
+        descendants = psutil.Process(runner.pid).children(recursive=True)
+        commands = " ".join(" ".join(process.cmdline()) for process in descendants)
+        for program in ("gunicorn fintech.wsgi", "celery -A fintech worker", "celery -A fintech beat"):
+            assert program in commands
+    finally:
+        os.killpg(runner.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, output
+    assert "admin" in output and "Demo logins" in output
+    for name in ("web", "worker", "beat"):
+        assert f"{name} started" in output
+    assert [process for process in descendants if process.is_running() and process.status() != "zombie"] == []

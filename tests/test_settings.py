@@ -1,0 +1,127 @@
+"""Settings per environment: production passes the deploy check and refuses unsafe values."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _database_url() -> str:
+    database = settings.DATABASES["default"]
+    host = quote(database["HOST"] or "", safe="")
+    return f"postgres://{database['USER']}@{host}:{database['PORT'] or 5432}/{database['NAME']}"
+
+
+def _environment(**overrides: str | None) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECURE_"))
+    }
+    env.update(
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="ops.example.com",
+        DATABASE_URL=_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+    )
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def _manage(*arguments: str, **overrides: str | None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=BASE_DIR,
+        env=_environment(**overrides),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_production_settings_pass_the_deploy_check_with_no_warnings():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_production_security_settings():
+    code = (
+        "import json; from django.conf import settings as s; print(json.dumps({k: getattr(s, k, None) for k in ["
+        "'DEBUG','SECURE_SSL_REDIRECT','SECURE_HSTS_SECONDS','SECURE_HSTS_INCLUDE_SUBDOMAINS','SESSION_COOKIE_SECURE',"
+        "'CSRF_COOKIE_SECURE','X_FRAME_OPTIONS','SECURE_REFERRER_POLICY','SECURE_REDIRECT_EXEMPT']}))"
+    )
+    result = _manage("shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert values["DEBUG"] is False
+    assert values["SECURE_SSL_REDIRECT"] is True
+    assert values["SECURE_HSTS_SECONDS"] >= 31536000
+    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    assert values["SESSION_COOKIE_SECURE"] is True
+    assert values["CSRF_COOKIE_SECURE"] is True
+    assert values["X_FRAME_OPTIONS"] == "DENY"
+    assert values["SECURE_REFERRER_POLICY"] == "same-origin"
+    assert values["SECURE_REDIRECT_EXEMPT"] == [r"^webhooks/", r"^api/", r"^healthz$"]
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    ["too-short", "django-insecure-" + "x" * 60, "a" * 64],
+    ids=["short", "django-insecure", "repetitive"],
+)
+def test_production_refuses_a_weak_secret_key(secret_key):
+    result = _manage("check", DJANGO_SECRET_KEY=secret_key)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be a random string of at least 50 characters" in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "REDIS_URL"])
+def test_production_never_falls_back_to_embedded_services(variable):
+    result = _manage("check", **{variable: None})
+    assert result.returncode != 0
+    assert f"{variable} is required in production" in result.stderr
+
+
+def test_production_refuses_debug():
+    result = _manage("check", DJANGO_DEBUG="true")
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be false in production" in result.stderr
+
+
+def test_only_postgresql_is_accepted():
+    result = _manage("check", DJANGO_ENV="development", DATABASE_URL="sqlite:////tmp/fintech.sqlite3")
+    assert result.returncode != 0
+    assert "DATABASE_URL must point to PostgreSQL" in result.stderr
+
+
+def test_unknown_environment_is_refused():
+    result = _manage("check", DJANGO_ENV="staging")
+    assert result.returncode != 0
+    assert "DJANGO_ENV='staging' is not one of: development, production, test" in result.stderr
+
+
+@pytest.mark.django_db
+@override_settings(SECURE_SSL_REDIRECT=True)
+def test_ssl_redirect_exempts_webhooks_api_and_health(client):
+    assert client.get("/").status_code == 301
+    assert client.get("/").headers["Location"].startswith("https://")
+    # Exempt paths are answered over plain HTTP (here: by the app, not by a redirect).
+    assert client.post("/webhooks/stripe/").status_code != 301
+    assert client.get("/api/payments/").status_code != 301
+    assert client.get("/healthz").status_code in (200, 503)
