@@ -10,10 +10,12 @@ is left as staff edited it in the admin, unless ``reset=True``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 
@@ -39,9 +41,11 @@ def _schedule_fields(entry: dict) -> dict:
     if "crontab" in entry:
         crontab, _ = CrontabSchedule.objects.get_or_create(**{"timezone": "UTC", **entry["crontab"]})
         return {"crontab": crontab, "interval": None}
-    seconds = entry.get("every_seconds") or getattr(settings, entry["every_seconds_setting"])
-    interval, _ = IntervalSchedule.objects.get_or_create(every=int(seconds), period=IntervalSchedule.SECONDS)
-    return {"interval": interval, "crontab": None}
+    seconds = int(entry.get("every_seconds") or getattr(settings, entry["every_seconds_setting"]))
+    interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+    # Beat counts a new interval from the row's creation; one interval back makes the first run
+    # due as soon as beat starts, so a fresh installation reports its health at once.
+    return {"interval": interval, "crontab": None, "last_run_at": timezone.now() - timedelta(seconds=seconds)}
 
 
 @transaction.atomic

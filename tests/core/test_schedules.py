@@ -15,6 +15,9 @@ def test_migrate_installs_the_standard_schedules():
     assert task.task == "core.health_ping"
     assert task.enabled
     assert (task.interval.every, task.interval.period) == (30, IntervalSchedule.SECONDS)
+    # due as soon as beat starts, not one interval after the installation
+    assert task.last_run_at is not None
+    assert task.schedule.is_due(task.last_run_at).is_due
 
 
 def test_install_is_idempotent_and_keeps_staff_edits():
