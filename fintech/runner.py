@@ -128,16 +128,16 @@ def run(host: str, port: int, demo: bool) -> int:
             check_database(env["DATABASE_URL"])
         else:
             was_running = embedded.postgres_pid(embedded.var_dir() / "postgres") is not None
-            instance = embedded.postgres_start()
-            print(f"runner | embedded PostgreSQL {'reused' if was_running else 'started'} (pid {instance.pid})")
+            postgres = embedded.postgres_start()
+            print(f"runner | embedded PostgreSQL {'reused' if was_running else 'started'} (pid {postgres.pid})")
             if not was_running:
                 started.append("postgres")
         if env.get("REDIS_URL"):
             check_redis(env["REDIS_URL"])
         else:
             was_running = embedded.redis_pid(embedded.var_dir() / "redis") is not None
-            instance = embedded.redis_start()
-            print(f"runner | embedded Redis {'reused' if was_running else 'started'} (pid {instance.pid})")
+            redis_server = embedded.redis_start()
+            print(f"runner | embedded Redis {'reused' if was_running else 'started'} (pid {redis_server.pid})")
             if not was_running:
                 started.append("redis")
 

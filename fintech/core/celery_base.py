@@ -24,11 +24,11 @@ class FintechTask(Task):
     retry_jitter = True
 
     @property
-    def retry_backoff(self) -> int:  # type: ignore[override]
+    def retry_backoff(self) -> int:
         return settings.CELERY_RETRY_BACKOFF_SECONDS
 
     @property
-    def retry_backoff_max(self) -> int:  # type: ignore[override]
+    def retry_backoff_max(self) -> int:
         return settings.CELERY_RETRY_BACKOFF_MAX_SECONDS
 
     @property

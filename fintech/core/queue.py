@@ -23,4 +23,5 @@ def enqueue_on_commit(task: Task, *args: Any, countdown: int | None = None, **kw
             f"countdown {countdown}s is outside 0..{settings.CELERY_MAX_COUNTDOWN_SECONDS}s "
             "(CELERY_MAX_COUNTDOWN_SECONDS); schedule longer delays with Celery beat."
         )
-    transaction.on_commit(lambda: task.apply_async(args=args, kwargs=kwargs, countdown=countdown))
+    delay = float(countdown or 0)  # Celery sends a zero countdown at once, with no ETA
+    transaction.on_commit(lambda: task.apply_async(args=args, kwargs=kwargs, countdown=delay))
