@@ -16,11 +16,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
+from fintech.embedded import write_private_file
+
 
 @dataclass(frozen=True)
 class DemoLogin:
     username: str
-    password: str
+    # None for an account that existed before demo data was created: it is never modified.
+    password: str | None
     role: str
 
 
@@ -45,7 +48,11 @@ def _load_passwords(path: Path) -> dict[str, str]:
 
 @transaction.atomic
 def demo_seed() -> list[DemoLogin]:
-    """Create the demo staff users that are missing; return every demo login."""
+    """Create the demo staff users that are missing; return every demo login.
+
+    An existing account with a demo username is left exactly as it is (no password reset, no
+    new rights): demo data must never take over a real account.
+    """
     if settings.DJANGO_ENV == "production":
         raise ImproperlyConfigured("Demo data is never created in production.")
     user_model = get_user_model()
@@ -53,18 +60,14 @@ def demo_seed() -> list[DemoLogin]:
     passwords = _load_passwords(path)
     logins = []
     for username, role, superuser in DEMO_STAFF:
-        user = user_model.objects.filter(username=username).first()
         password = passwords.get(username)
-        if user is None or password is None:
+        if not user_model.objects.filter(username=username).exists():
             password = secrets.token_urlsafe(12)
-            user = user or user_model(username=username, email=f"{username}@demo.fintech.invalid")
-            user.first_name = role.title()
+            user = user_model(username=username, email=f"{username}@demo.fintech.invalid", first_name=role.title())
             user.is_staff = True
             user.is_superuser = superuser
             user.set_password(password)
             user.save()
         logins.append(DemoLogin(username=username, password=password, role=role))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(login) for login in logins], indent=2))
-    path.chmod(0o600)
+    write_private_file(path, json.dumps([asdict(login) for login in logins], indent=2))
     return logins

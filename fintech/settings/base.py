@@ -12,12 +12,11 @@ from urllib.parse import unquote
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from fintech import embedded
+from fintech import PROJECT_DIR, embedded, load_dotenv
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
+BASE_DIR = PROJECT_DIR
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env")
+load_dotenv()
 
 # The settings module decides the environment when it is named directly
 # (DJANGO_SETTINGS_MODULE=fintech.settings.production), else DJANGO_ENV does.
@@ -25,10 +24,10 @@ _module_environment = os.environ.get("DJANGO_SETTINGS_MODULE", "").rpartition(".
 if _module_environment in {"development", "production", "test"}:
     DJANGO_ENV = _module_environment
 else:
-    DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+    DJANGO_ENV = env.str("DJANGO_ENV", default="") or "development"
 # Production never falls back to the embedded servers: a missing URL is an error there.
 EMBEDDED_SERVICES_ALLOWED = DJANGO_ENV != "production"
-VAR_DIR = Path(env.str("FINTECH_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+VAR_DIR = embedded.var_dir()
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -57,6 +56,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "fintech.core.middleware.RejectNulCharactersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -147,7 +147,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT_SECONDS", default=15 * 60)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# The soft limit raises SoftTimeLimitExceeded inside the task, leaving it time to clean up.
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(60, CELERY_TASK_TIME_LIMIT // 10)
 CELERY_TASK_TRACK_STARTED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -225,7 +226,5 @@ def development_secret_key(var_dir: Path) -> str:
 
     path = var_dir / "development-secret-key"
     if not path.is_file():
-        var_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(64))
-        path.chmod(0o600)
+        embedded.write_private_file(path, secrets.token_urlsafe(64), replace=False)
     return path.read_text().strip()

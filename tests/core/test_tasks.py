@@ -2,6 +2,7 @@
 
 import time
 
+import kombu.exceptions
 import pytest
 import redis
 from celery import shared_task
@@ -76,7 +77,7 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(broker):
     assert client.llen(queue) == 1
 
 
-def test_a_failing_task_is_retried_with_backoff_then_recorded_as_failed(worker, broker):
+def test_a_failing_task_is_retried_with_backoff_then_recorded_as_failed(worker, broker, caplog):
     client, _ = broker
     counter_key = f"{app.conf.task_default_queue}:attempts"
     client.delete(counter_key)
@@ -88,6 +89,24 @@ def test_a_failing_task_is_retried_with_backoff_then_recorded_as_failed(worker, 
     assert "gateway timed out" in failed.result
     assert int(client.get(counter_key)) == 3  # the first run and max_retries=2 retries
     client.delete(counter_key)
+    assert any(
+        record.name == "fintech.tasks" and record.levelname == "ERROR" and "failed for good" in record.getMessage()
+        for record in caplog.records
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_failure_after_commit_is_logged_not_raised(monkeypatch, caplog):
+    def unreachable(*args, **kwargs):
+        raise kombu.exceptions.OperationalError("Error 111 connecting to broker. Connection refused.")
+
+    monkeypatch.setattr(health_ping, "apply_async", unreachable)
+    with transaction.atomic():
+        enqueue_on_commit(health_ping)
+    errors = [record for record in caplog.records if record.name == "fintech.tasks" and record.levelname == "ERROR"]
+    assert [record.getMessage() for record in errors] == [
+        "could not enqueue core.health_ping after commit; the broker is unreachable"
+    ]
 
 
 def test_countdown_longer_than_the_maximum_is_refused():
@@ -101,12 +120,15 @@ def test_celery_settings_for_idempotent_tasks():
     assert app.conf.task_acks_late is True
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
-    assert app.conf.broker_transport_options["visibility_timeout"] > settings.CELERY_MAX_COUNTDOWN_SECONDS
+    assert (
+        app.conf.broker_transport_options["visibility_timeout"]
+        > settings.CELERY_MAX_COUNTDOWN_SECONDS + settings.CELERY_TASK_TIME_LIMIT
+    )
     assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
     assert app.conf.result_backend == "django-db"
 
 
-@override_settings(CELERY_VISIBILITY_TIMEOUT_SECONDS=600)
+@override_settings(CELERY_VISIBILITY_TIMEOUT_SECONDS=3600 + 900)  # countdown 3600 + time limit 900
 def test_system_check_rejects_a_visibility_timeout_shorter_than_a_countdown():
     errors = [error for error in run_checks() if error.id == "core.E001"]
     assert len(errors) == 1

@@ -10,4 +10,5 @@ class Command(BaseCommand):
         logins = demo_seed()
         self.stdout.write("Demo logins (for this machine's demo only):")
         for login in logins:
-            self.stdout.write(f"  {login.username:<12} {login.password:<20} {login.role}")
+            password = login.password or "(existing account, left unchanged)"
+            self.stdout.write(f"  {login.username:<12} {password:<20} {login.role}")
