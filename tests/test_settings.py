@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from fintech.core.crypto import generate_key_entry
 from tests.utils import database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -20,7 +21,7 @@ def _environment(**overrides: str | None) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECURE_"))
+        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "FIELD_ENCRYPTION_", "BLIND_INDEX_"))
     }
     env.update(
         DJANGO_ENV="production",
@@ -28,6 +29,8 @@ def _environment(**overrides: str | None) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="ops.example.com",
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
+        FIELD_ENCRYPTION_KEYS=generate_key_entry("prod1"),
+        BLIND_INDEX_KEY=secrets.token_urlsafe(48),
     )
     for key, value in overrides.items():
         if value is None:
@@ -91,6 +94,22 @@ def test_production_never_falls_back_to_embedded_services(variable):
     result = _manage("check", **{variable: None})
     assert result.returncode != 0
     assert f"{variable} is required in production" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"FIELD_ENCRYPTION_KEYS": None}, "FIELD_ENCRYPTION_KEYS is empty"),
+        ({"FIELD_ENCRYPTION_KEYS": "k1:c2hvcnQ="}, "must be 32 bytes"),
+        ({"BLIND_INDEX_KEY": None}, "BLIND_INDEX_KEY must be a random string of at least 32 characters"),
+        ({"BLIND_INDEX_KEY": "short"}, "BLIND_INDEX_KEY must be a random string of at least 32 characters"),
+    ],
+    ids=["no-keyring", "bad-keyring", "no-index-key", "short-index-key"],
+)
+def test_production_refuses_missing_or_weak_encryption_keys(overrides, message):
+    result = _manage("check", **overrides)
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 def test_production_refuses_debug():

@@ -1,4 +1,7 @@
+from django.conf import settings
 from django.db import models
+
+from .fields import BlindIndexField, EncryptedDateField, EncryptedJSONField, EncryptedTextField
 
 
 class WorkerHeartbeat(models.Model):
@@ -16,3 +19,69 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} @ {self.last_seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Customer(models.Model):
+    """A person or business the company serves.
+
+    Sensitive fields (date of birth, address, tax id) are encrypted with the keyring; the tax id
+    has a blind index for exact lookups. Risk rating and KYC status change only through the
+    transition services in ``fintech.core.services``, each audited.
+    """
+
+    class Kind(models.TextChoices):
+        PERSON = "person", "Person"
+        BUSINESS = "business", "Business"
+
+    class RiskRating(models.TextChoices):
+        UNASSESSED = "unassessed", "Unassessed"
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    class KycStatus(models.TextChoices):
+        NOT_STARTED = "not_started", "Not started"
+        PENDING = "pending", "Pending review"
+        VERIFIED = "verified", "Verified"
+        REJECTED = "rejected", "Rejected"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    legal_name = models.CharField(max_length=255)
+    # Encrypted: a date (persons only).
+    date_of_birth = EncryptedDateField(null=True, blank=True)
+    # ISO 3166-1 alpha-2 country codes.
+    nationality = models.CharField(max_length=2, blank=True)
+    country_of_residence = models.CharField(max_length=2, blank=True)
+    # Encrypted JSON: {"lines": [...], "city": ..., "postal_code": ..., "region": ..., "country": ...}
+    address = EncryptedJSONField(null=True, blank=True)
+    # Encrypted national tax identifier (SSN, EIN, VAT number...); looked up through tax_id_index.
+    tax_id = EncryptedTextField(null=True, blank=True)
+    tax_id_index = BlindIndexField(source="tax_id", purpose="customer.tax_id")
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=32, blank=True)
+    risk_rating = models.CharField(max_length=16, choices=RiskRating.choices, default=RiskRating.UNASSESSED)
+    kyc_status = models.CharField(max_length=16, choices=KycStatus.choices, default=KycStatus.NOT_STARTED)
+    # The customer's own login, when they have one (bank-linking pages).
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="customer"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["legal_name", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=["person", "business"]), name="core_customer_kind"),
+            models.CheckConstraint(
+                condition=models.Q(risk_rating__in=["unassessed", "low", "medium", "high"]),
+                name="core_customer_risk_rating",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kyc_status__in=["not_started", "pending", "verified", "rejected"]),
+                name="core_customer_kyc_status",
+            ),
+            models.CheckConstraint(condition=~models.Q(legal_name=""), name="core_customer_legal_name_present"),
+        ]
+
+    def __str__(self) -> str:
+        return self.legal_name

@@ -164,6 +164,28 @@ CELERY_RETRY_BACKOFF_SECONDS = env.int("CELERY_RETRY_BACKOFF_SECONDS", default=5
 CELERY_RETRY_BACKOFF_MAX_SECONDS = env.int("CELERY_RETRY_BACKOFF_MAX_SECONDS", default=600)
 CELERY_MAX_RETRIES = env.int("CELERY_MAX_RETRIES", default=5)
 
+# --------------------------------------------------------------------------- field encryption
+# "<key id>:<base64 32-byte key>,..." — the first key encrypts, all decrypt (docs/security.md).
+# Generate an entry with `manage.py generate_encryption_key`. Required in production.
+FIELD_ENCRYPTION_KEYS = env.str("FIELD_ENCRYPTION_KEYS", default="")
+# Secret for blind indexes (HMAC-SHA256), separate from the encryption keys. Required in production.
+BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default="")
+
+
+def development_keys(var_dir: Path) -> tuple[str, str]:
+    """Field-encryption keyring and blind-index key kept under var/ for development and the demo."""
+    import secrets
+
+    from fintech.core.crypto import generate_key_entry
+
+    keys_path, index_path = var_dir / "field-encryption-keys", var_dir / "blind-index-key"
+    if not keys_path.is_file():
+        embedded.write_private_file(keys_path, generate_key_entry("dev1"), replace=False)
+    if not index_path.is_file():
+        embedded.write_private_file(index_path, secrets.token_urlsafe(48), replace=False)
+    return keys_path.read_text().strip(), index_path.read_text().strip()
+
+
 # --------------------------------------------------------------------------- health
 # /healthz fails when no worker has run the beat-scheduled health task for this long.
 HEALTH_WORKER_MAX_AGE_SECONDS = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=120)

@@ -1,10 +1,23 @@
 """Development: the run command and a developer's shell. Embedded services allowed."""
 
 from .base import *  # noqa: F403
-from .base import SECRET_KEY, STORAGES, VAR_DIR, development_secret_key, env
+from .base import (
+    BLIND_INDEX_KEY,
+    FIELD_ENCRYPTION_KEYS,
+    SECRET_KEY,
+    STORAGES,
+    VAR_DIR,
+    development_keys,
+    development_secret_key,
+    env,
+)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = SECRET_KEY or development_secret_key(VAR_DIR)
+if not (FIELD_ENCRYPTION_KEYS and BLIND_INDEX_KEY):
+    _keys, _index_key = development_keys(VAR_DIR)
+    FIELD_ENCRYPTION_KEYS = FIELD_ENCRYPTION_KEYS or _keys
+    BLIND_INDEX_KEY = BLIND_INDEX_KEY or _index_key
 
 # Serve static files straight from the source folders, no collectstatic step.
 WHITENOISE_USE_FINDERS = True

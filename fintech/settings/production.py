@@ -5,8 +5,10 @@ DATABASE_URL, REDIS_URL (checked in base), DJANGO_SECRET_KEY and DJANGO_ALLOWED_
 
 from django.core.exceptions import ImproperlyConfigured
 
+from fintech.core.crypto import Keyring, KeyringError
+
 from .base import *  # noqa: F403
-from .base import DEBUG, SECRET_KEY, env
+from .base import BLIND_INDEX_KEY, DEBUG, FIELD_ENCRYPTION_KEYS, SECRET_KEY, env
 
 MIN_SECRET_KEY_LENGTH = 50
 MIN_SECRET_KEY_UNIQUE_CHARACTERS = 5
@@ -24,6 +26,13 @@ if (
     )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")  # required: no default in production
+
+try:
+    Keyring.parse(FIELD_ENCRYPTION_KEYS)
+except KeyringError as error:
+    raise ImproperlyConfigured(str(error)) from None
+if len(BLIND_INDEX_KEY) < 32:
+    raise ImproperlyConfigured("BLIND_INDEX_KEY must be a random string of at least 32 characters.")
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).

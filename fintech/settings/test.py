@@ -2,11 +2,16 @@
 
 import secrets
 
+from fintech.core.crypto import generate_key_entry
+
 from .base import *  # noqa: F403
 from .base import CACHES, STORAGES
 
 DEBUG = False
 SECRET_KEY = secrets.token_urlsafe(64)
+# Fresh keys per run; tests that rotate keys override FIELD_ENCRYPTION_KEYS.
+FIELD_ENCRYPTION_KEYS = generate_key_entry("test1")
+BLIND_INDEX_KEY = secrets.token_urlsafe(48)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never outside tests
 
 # A queue and key prefix of this run's own, so a worker of a running `make run` sharing the
