@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from fintech.core.models import AuditEvent, AuditVerification
 from fintech.core.selectors import WorkerHealth, worker_health
 
 
@@ -81,6 +81,27 @@ def overview() -> Overview:
     )
 
 
-def staff_changes() -> QuerySet[LogEntry]:
-    """Changes staff made through the admin, newest first."""
-    return LogEntry.objects.select_related("user", "content_type").order_by("-action_time")
+@dataclass(frozen=True)
+class AuditFilters:
+    action: str = ""
+    actor: str = ""
+    target_type: str = ""
+    target_id: str = ""
+
+
+def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
+    """Audit trail entries, newest first; ``action`` matches a prefix ("auth." finds every auth.*)."""
+    events = AuditEvent.objects.order_by("-seq")
+    if filters.action:
+        events = events.filter(action__startswith=filters.action)
+    if filters.actor:
+        events = events.filter(actor_label=filters.actor)
+    if filters.target_type:
+        events = events.filter(target_type=filters.target_type)
+    if filters.target_id:
+        events = events.filter(target_id=filters.target_id)
+    return events
+
+
+def audit_last_verification() -> AuditVerification | None:
+    return AuditVerification.objects.order_by("-finished_at").first()

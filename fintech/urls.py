@@ -11,6 +11,7 @@ admin.site.site_title = "Fintech admin"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("audit/", views.audit, name="audit"),
+    path("audit/<int:seq>/", views.audit_event, name="audit_event"),
     path("healthz", healthz, name="healthz"),
     path("healthz/", healthz),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -1,10 +1,13 @@
 """Staff dashboard pages of the composition root: overview, sections, audit. Thin: read, render."""
 
+import json
+from dataclasses import asdict
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from fintech import selectors
@@ -37,9 +40,22 @@ def section(request: HttpRequest, section: str) -> HttpResponse:
 
 @staff_required
 def audit(request: HttpRequest) -> HttpResponse:
-    changes = selectors.staff_changes()
-    username = request.GET.get("user", "").strip()[:150]
-    if username:
-        changes = changes.filter(user__username=username)
-    page = Paginator(changes, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "dashboard/audit.html", {"page": page, "username": username})
+    filters = selectors.AuditFilters(
+        **{name: request.GET.get(name, "").strip()[:150] for name in ("action", "actor", "target_type", "target_id")}
+    )
+    page = Paginator(selectors.audit_events(filters), AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = urlencode({name: value for name, value in asdict(filters).items() if value})
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": query,
+        "verification": selectors.audit_last_verification(),
+    }
+    return render(request, "dashboard/audit.html", context)
+
+
+@staff_required
+def audit_event(request: HttpRequest, seq: int) -> HttpResponse:
+    event = get_object_or_404(selectors.audit_events(selectors.AuditFilters()), seq=seq)
+    details_json = json.dumps(event.details, indent=2, sort_keys=True, ensure_ascii=False)
+    return render(request, "dashboard/audit_event.html", {"event": event, "details_json": details_json})

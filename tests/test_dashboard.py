@@ -3,11 +3,11 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from fintech.core.audit import SystemActor, audit_chain_verify, audit_record
+from fintech.core.models import Customer
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +68,7 @@ def test_overview_shows_real_counts_from_the_database(staff_client):
     assert overview.staff_users == 3  # the signed-in one and the batch of two; inactive excluded
     assert overview.active_users == 6
     assert (overview.runs_24h.total, overview.runs_24h.succeeded, overview.runs_24h.failed) == (3, 2, 1)
-    assert (overview.schedules_enabled, overview.schedules_total) == (1, 1)
+    assert (overview.schedules_enabled, overview.schedules_total) == (2, 2)
     assert [result.task_id for result in overview.recent_failures] == ["t3", "t4"]
     html = response.content.decode()
     assert '<div class="card-value">3</div>' in html
@@ -86,18 +86,34 @@ def test_section_lists_only_its_own_task_runs(staff_client):
     assert b"core.health_ping" not in response.content
 
 
-def test_audit_lists_staff_changes_and_filters_by_user(staff_client, staff_user):
-    other = StaffUserFactory(username="other")
-    user_type = ContentType.objects.get_for_model(other)
-    LogEntry.objects.log_actions(staff_user.pk, [other], CHANGE, change_message="Changed email.", single_object=True)
-    LogEntry.objects.create(
-        user=other, content_type=user_type, object_id=str(other.pk), object_repr="other", action_flag=CHANGE
-    )
-    page = staff_client.get("/audit/").context["page"]
-    assert page.paginator.count == 2
-    filtered = staff_client.get("/audit/", {"user": "staff"})
-    assert [entry.user.username for entry in filtered.context["page"]] == ["staff"]
-    assert b"Changed email." in filtered.content
+def test_audit_page_lists_filters_and_shows_entries_with_the_last_verification(staff_client, staff_user):
+    customer = Customer.objects.create(kind="person", legal_name="Ada Lovelace")
+    audit_record(actor=staff_user, action="customer.created", target=customer, details={"source": "test"})
+    audit_record(actor=SystemActor("beat"), action="job.ran")
+    response = staff_client.get("/audit/")
+    # the staff client's sign-in is audited first
+    assert [event.action for event in response.context["page"]] == ["job.ran", "customer.created", "auth.login"]
+    assert b"never verified" in response.content
+
+    audit_chain_verify(triggered_by="test")
+    response = staff_client.get("/audit/", {"action": "customer.", "actor": "staff"})
+    assert [event.action for event in response.context["page"]] == ["customer.created"]
+    assert b"intact" in response.content
+    by_object = staff_client.get("/audit/", {"target_type": "core.customer", "target_id": str(customer.pk)})
+    assert [event.seq for event in by_object.context["page"]] == [2]
+
+    detail = staff_client.get("/audit/2/")
+    assert detail.status_code == 200
+    assert b"customer.created" in detail.content and b"&quot;source&quot;: &quot;test&quot;" in detail.content
+    assert staff_client.get("/audit/999/").status_code == 404
+
+
+def test_audit_pagination_keeps_the_filters(staff_client):
+    for _ in range(55):
+        audit_record(actor=SystemActor("beat"), action="job.ran")
+    response = staff_client.get("/audit/", {"action": "job."})
+    assert response.context["page"].paginator.num_pages == 2
+    assert b"?action=job.&amp;page=2" in response.content
 
 
 def test_login_with_a_password_lands_on_the_overview(client, staff_user):

@@ -18,10 +18,16 @@ class CoreConfig(AppConfig):
             "every_seconds_setting": "HEALTH_PING_INTERVAL_SECONDS",
             "description": "Proves a worker answers; /healthz and the overview read its heartbeat.",
         },
+        {
+            "name": "core: verify audit chain",
+            "task": "core.verify_audit_chain",
+            "crontab": {"minute": "30", "hour": "2"},
+            "description": "Recomputes the audit trail's hash chain nightly (02:30 UTC) and records the result.",
+        },
     )
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import checks, signals  # noqa: F401  (registers system checks and audit receivers)
         from .schedules import install_after_migrate
 
         post_migrate.connect(install_after_migrate, sender=self, dispatch_uid="core.install_schedules")

@@ -85,3 +85,67 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return self.legal_name
+
+
+class AuditEvent(models.Model):
+    """One entry of the tamper-evident audit trail: who did what, to which object, when, from where.
+
+    Append-only and hash-chained: ``seq`` numbers entries 1, 2, 3... without gaps; ``hash`` is the
+    SHA-256 of the entry's canonical encoding, which includes ``prev_hash``, the hash of entry
+    ``seq - 1``. Database triggers reject UPDATE, DELETE and TRUNCATE; ``verify_audit_chain``
+    recomputes the chain and names the first entry that does not match. Write only through
+    ``fintech.core.audit.audit_record``. ``details`` never holds secrets.
+    """
+
+    class ActorType(models.TextChoices):
+        USER = "user", "User"
+        SYSTEM = "system", "System"
+        ANONYMOUS = "anonymous", "Anonymous"
+
+    seq = models.BigIntegerField(unique=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    # The user's primary key (text) or empty; a label that stays readable if the user is renamed.
+    actor_id = models.CharField(max_length=64, blank=True, db_index=True)
+    actor_label = models.CharField(max_length=150)
+    action = models.CharField(max_length=100, db_index=True)
+    # The object acted on: "app_label.model" and its primary key, both empty for no object.
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="core_audit_target")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(seq__gte=1), name="core_audit_seq_positive"),
+            models.CheckConstraint(
+                condition=models.Q(actor_type__in=["user", "system", "anonymous"]), name="core_audit_actor_type"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} by {self.actor_label}"
+
+
+class AuditVerification(models.Model):
+    """The result of one run of the audit chain verification (nightly by beat, or by command)."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    events_checked = models.BigIntegerField()
+    # The first entry that does not match, when the chain is broken.
+    first_broken_seq = models.BigIntegerField(null=True, blank=True)
+    message = models.TextField()
+    triggered_by = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-finished_at"]
+
+    def __str__(self) -> str:
+        return f"{'ok' if self.ok else 'BROKEN'} at {self.finished_at:%Y-%m-%d %H:%M}"

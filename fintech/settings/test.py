@@ -30,3 +30,5 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Static files come from the source folders (finders); collectstatic is a production step.
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Same PostgreSQL backend, whose flush between transactional tests may truncate the audit trail.
+DATABASES["default"]["ENGINE"] = "tests.postgresql_backend"

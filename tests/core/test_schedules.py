@@ -8,6 +8,7 @@ from fintech.core.schedules import schedules_install
 
 pytestmark = pytest.mark.django_db
 HEALTH_PING = "core: worker health ping"
+AUDIT_CHAIN = "core: verify audit chain"
 
 
 def test_migrate_installs_the_standard_schedules():
@@ -20,6 +21,13 @@ def test_migrate_installs_the_standard_schedules():
     assert task.schedule.is_due(task.last_run_at).is_due
 
 
+def test_the_audit_chain_is_verified_nightly():
+    task = PeriodicTask.objects.get(name=AUDIT_CHAIN)
+    assert task.task == "core.verify_audit_chain"
+    assert task.interval is None
+    assert (task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == ("30", "2", "UTC")
+
+
 def test_install_is_idempotent_and_keeps_staff_edits():
     task = PeriodicTask.objects.get(name=HEALTH_PING)
     slower, _ = IntervalSchedule.objects.get_or_create(every=300, period=IntervalSchedule.SECONDS)
@@ -28,7 +36,7 @@ def test_install_is_idempotent_and_keeps_staff_edits():
     task.save()
 
     result = schedules_install()
-    assert result.created == [] and result.unchanged == [HEALTH_PING]
+    assert result.created == [] and result.unchanged == [HEALTH_PING, AUDIT_CHAIN]
     task.refresh_from_db()
     assert (task.interval.every, task.enabled) == (300, False)
     assert PeriodicTask.objects.filter(name=HEALTH_PING).count() == 1
@@ -36,7 +44,7 @@ def test_install_is_idempotent_and_keeps_staff_edits():
 
 def test_reset_restores_the_defaults():
     PeriodicTask.objects.filter(name=HEALTH_PING).update(enabled=False)
-    assert schedules_install(reset=True).reset == [HEALTH_PING]
+    assert schedules_install(reset=True).reset == [HEALTH_PING, AUDIT_CHAIN]
     assert PeriodicTask.objects.get(name=HEALTH_PING).enabled
 
 
