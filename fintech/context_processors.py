@@ -5,12 +5,18 @@ from fintech.sections import SECTIONS
 
 
 def navigation(request: HttpRequest) -> dict:
-    """The dashboard's navigation, with the current page marked."""
+    """The dashboard's navigation: the pages the user's role opens, the current one marked."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"navigation": []}
     match = getattr(request, "resolver_match", None)
     current = match and (match.kwargs.get("section") or match.url_name)
-    items = [("overview", "Overview", reverse("overview"))]
-    items += [(s.slug, s.title, reverse("section", kwargs={"section": s.slug})) for s in SECTIONS]
-    items.append(("audit", "Audit", reverse("audit")))
+    if current == "audit_event":
+        current = "audit"
+    pages = [("overview", "Overview", reverse("overview"), "core.access_dashboard")]
+    pages += [(s.slug, s.title, reverse("section", kwargs={"section": s.slug}), s.permission) for s in SECTIONS]
+    pages.append(("audit", "Audit", reverse("audit"), "core.view_audit"))
+    items = [(slug, title, url) for slug, title, url, permission in pages if user.has_perm(permission)]
     return {
         "navigation": [
             {"slug": slug, "title": title, "url": url, "active": slug == current} for slug, title, url in items

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
@@ -28,10 +29,10 @@ class DemoLogin:
 
 
 DEMO_STAFF = (
-    # username, role, superuser
-    ("admin", "administrator", True),
-    ("ops", "operations", False),
-    ("compliance", "compliance officer", False),
+    # username, role description, group (role), superuser
+    ("admin", "administrator", "admin", True),
+    ("ops", "operations", "ops", False),
+    ("compliance", "compliance officer", "compliance", False),
 )
 
 
@@ -59,7 +60,7 @@ def demo_seed() -> list[DemoLogin]:
     path = _credentials_path()
     passwords = _load_passwords(path)
     logins = []
-    for username, role, superuser in DEMO_STAFF:
+    for username, role, group, superuser in DEMO_STAFF:
         password = passwords.get(username)
         if not user_model.objects.filter(username=username).exists():
             password = secrets.token_urlsafe(12)
@@ -68,6 +69,7 @@ def demo_seed() -> list[DemoLogin]:
             user.is_superuser = superuser
             user.set_password(password)
             user.save()
+            user.groups.add(Group.objects.get(name=group))
         logins.append(DemoLogin(username=username, password=password, role=role))
     write_private_file(path, json.dumps([asdict(login) for login in logins], indent=2))
     return logins

@@ -10,6 +10,8 @@ class Section:
     summary: str
     # Celery task names of this section start with this prefix ("payments.reconcile", ...).
     task_prefix: str
+    # The permission a staff member needs to open the section.
+    permission: str
 
 
 SECTIONS = (
@@ -18,18 +20,21 @@ SECTIONS = (
         "Payments",
         "Stripe and Braintree webhooks, payments, refunds, disputes, the ledger and its reconciliation.",
         "payments.",
+        "core.view_payments",
     ),
     Section(
         "banking",
         "Banking",
         "Linked bank accounts, balance and transaction sync, transfers.",
         "banking.",
+        "core.view_banking",
     ),
     Section(
         "compliance",
         "Compliance",
         "Sanctions screening, transaction monitoring, alerts, cases and reports.",
         "compliance.",
+        "core.view_compliance",
     ),
 )
 SECTIONS_BY_SLUG = {section.slug: section for section in SECTIONS}

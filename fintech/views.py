@@ -11,22 +11,25 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from fintech import selectors
-from fintech.core.permissions import staff_required
+from fintech.core.permissions import permission_required
 from fintech.sections import SECTIONS_BY_SLUG
 
 AUDIT_PAGE_SIZE = 50
 
 
-@staff_required
+@permission_required("core.access_dashboard")
 def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/overview.html", {"overview": selectors.overview()})
 
 
-@staff_required
 def section(request: HttpRequest, section: str) -> HttpResponse:
     current = SECTIONS_BY_SLUG.get(section)
     if current is None:
         raise Http404("No such section.")
+    return permission_required(current.permission)(_section_page)(request, current)
+
+
+def _section_page(request: HttpRequest, current) -> HttpResponse:
     context = {
         "section": current,
         "schedules": selectors.schedules_for(current.task_prefix),
@@ -38,7 +41,7 @@ def section(request: HttpRequest, section: str) -> HttpResponse:
     return render(request, "dashboard/section.html", context)
 
 
-@staff_required
+@permission_required("core.view_audit")
 def audit(request: HttpRequest) -> HttpResponse:
     filters = selectors.AuditFilters(
         **{name: request.GET.get(name, "").strip()[:150] for name in ("action", "actor", "target_type", "target_id")}
@@ -54,7 +57,7 @@ def audit(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/audit.html", context)
 
 
-@staff_required
+@permission_required("core.view_audit")
 def audit_event(request: HttpRequest, seq: int) -> HttpResponse:
     event = get_object_or_404(selectors.audit_events(selectors.AuditFilters()), seq=seq)
     details_json = json.dumps(event.details, indent=2, sort_keys=True, ensure_ascii=False)

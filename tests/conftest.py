@@ -2,10 +2,13 @@ import pytest
 
 from tests.factories import StaffUserFactory, UserFactory
 
+ALL_ROLES = ["ops", "compliance", "admin"]
+
 
 @pytest.fixture
 def staff_user(db):
-    return StaffUserFactory(username="staff")
+    """A staff member holding every role."""
+    return StaffUserFactory(username="staff", roles=ALL_ROLES)
 
 
 @pytest.fixture

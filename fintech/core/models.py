@@ -149,3 +149,28 @@ class AuditVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{'ok' if self.ok else 'BROKEN'} at {self.finished_at:%Y-%m-%d %H:%M}"
+
+
+class StaffPermission(models.Model):
+    """Holder of the dashboard's own permissions (no table); roles are groups of these.
+
+    Checked by every staff view through ``fintech.core.permissions.permission_required``.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("access_dashboard", "Can open the staff dashboard"),
+            ("view_payments", "Can view payments, refunds, disputes, the ledger and reconciliation"),
+            ("view_banking", "Can view linked bank accounts, transactions and transfers"),
+            ("view_compliance", "Can view screening, alerts, cases and reports"),
+            ("view_customers", "Can view customers (sensitive fields masked)"),
+            ("reveal_sensitive", "Can reveal a customer's sensitive fields (each reveal is audited)"),
+            ("change_customer_status", "Can change a customer's risk rating and KYC status"),
+            ("view_audit", "Can view the audit trail"),
+            ("manage_staff", "Can manage staff users, roles and settings"),
+        ]
+
+    def __str__(self) -> str:
+        return "staff permissions"

@@ -7,7 +7,7 @@ from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
 
 
 def test_staff_signs_in_and_sees_the_overview_with_real_counts(live_server, page: Page, transactional_db):
-    StaffUserFactory(username="olivia", first_name="Olivia", last_name="Ops")
+    StaffUserFactory(username="olivia", first_name="Olivia", last_name="Ops", roles=["ops"])
     StaffUserFactory.create_batch(3)
     UserFactory.create_batch(2)
     heartbeat_record(hostname="worker@browser-test")
@@ -33,7 +33,7 @@ def test_staff_signs_in_and_sees_the_overview_with_real_counts(live_server, page
 
 
 def test_a_wrong_password_keeps_the_visitor_out(live_server, page: Page, transactional_db):
-    StaffUserFactory(username="olivia")
+    StaffUserFactory(username="olivia", roles=["ops"])
     page.goto(f"{live_server.url}/accounts/login/")
     page.get_by_label("Username").fill("olivia")
     page.get_by_label("Password").fill("not-the-password")

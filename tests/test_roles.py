@@ -1,0 +1,88 @@
+"""Roles: every dashboard URL, as each role, a customer and a visitor, answers as designed."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from fintech.core.audit import SystemActor, audit_record
+from fintech.sections import SECTIONS
+from tests.factories import StaffUserFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+# URL -> roles that may open it; every other signed-in user gets 403.
+ACCESS = {
+    "/": {"ops", "compliance", "admin"},
+    "/payments/": {"ops"},
+    "/banking/": {"ops"},
+    "/compliance/": {"compliance"},
+    "/audit/": {"compliance", "admin"},
+    "/audit/1/": {"compliance", "admin"},
+}
+# URL names that are not staff dashboard pages.
+NOT_DASHBOARD = {"login", "logout", "healthz", None}
+
+
+def _dashboard_url_names() -> set[str]:
+    names = set()
+    for pattern in get_resolver().url_patterns:
+        if isinstance(pattern, URLResolver):
+            continue  # the admin, with its own staff check (tested separately)
+        assert isinstance(pattern, URLPattern)
+        if pattern.name not in NOT_DASHBOARD:
+            names.add(pattern.name)
+    return names
+
+
+def test_the_table_covers_every_dashboard_page():
+    assert _dashboard_url_names() == {"overview", "section", "audit", "audit_event"}
+    assert {f"/{section.slug}/" for section in SECTIONS} <= set(ACCESS)
+
+
+def test_roles_are_created_by_migration_with_their_permissions():
+    def codes(role):
+        return {f"{p.content_type.app_label}.{p.codename}" for p in Group.objects.get(name=role).permissions.all()}
+
+    assert {"core.reveal_sensitive", "core.view_audit", "core.view_compliance"} <= codes("compliance")
+    assert {"core.view_payments", "core.view_banking"} <= codes("ops")
+    assert "core.reveal_sensitive" not in codes("ops") | codes("admin")
+    assert {"core.manage_staff", "auth.change_user"} <= codes("admin")
+
+
+@pytest.mark.parametrize("role", ["ops", "compliance", "admin"])
+def test_each_role_opens_exactly_its_pages(client, role):
+    audit_record(actor=SystemActor("test"), action="test.event")
+    client.force_login(StaffUserFactory(username=f"{role}-member", roles=[role]))
+    answers = {url: client.get(url).status_code for url in ACCESS}
+    assert answers == {url: 200 if role in allowed else 403 for url, allowed in ACCESS.items()}
+
+
+def test_navigation_shows_only_the_pages_of_the_role(client):
+    client.force_login(StaffUserFactory(username="ops-member", roles=["ops"]))
+    titles = [item["title"] for item in client.get("/").context["navigation"]]
+    assert titles == ["Overview", "Payments", "Banking"]
+
+
+def test_a_superuser_opens_every_page(client, django_user_model):
+    audit_record(actor=SystemActor("test"), action="test.event")
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.test", "x" * 16))
+    assert {url: client.get(url).status_code for url in ACCESS} == dict.fromkeys(ACCESS, 200)
+
+
+@pytest.mark.parametrize("url", sorted(ACCESS))
+def test_a_customer_is_refused_every_staff_page(client, url):
+    client.force_login(UserFactory(username="customer"))
+    assert client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize("url", sorted(ACCESS))
+def test_staff_without_a_role_are_refused(client, url):
+    client.force_login(StaffUserFactory(username="no-role"))
+    assert client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize("url", sorted(ACCESS))
+def test_visitors_are_sent_to_sign_in(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/accounts/login/?next=")
