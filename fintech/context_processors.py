@@ -11,10 +11,12 @@ def navigation(request: HttpRequest) -> dict:
         return {"navigation": []}
     match = getattr(request, "resolver_match", None)
     current = match and (match.kwargs.get("section") or match.url_name)
-    if current == "audit_event":
-        current = "audit"
+    current = {"audit_event": "audit", "customer_list": "customers", "customer_detail": "customers"}.get(
+        current, current
+    )
     pages = [("overview", "Overview", reverse("overview"), "core.access_dashboard")]
     pages += [(s.slug, s.title, reverse("section", kwargs={"section": s.slug}), s.permission) for s in SECTIONS]
+    pages.append(("customers", "Customers", reverse("customer_list"), "core.view_customers"))
     pages.append(("audit", "Audit", reverse("audit"), "core.view_audit"))
     items = [(slug, title, url) for slug, title, url, permission in pages if user.has_perm(permission)]
     return {

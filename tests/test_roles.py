@@ -2,9 +2,11 @@
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from fintech.core.audit import SystemActor, audit_record
+from fintech.core.models import Customer
 from fintech.sections import SECTIONS
 from tests.factories import StaffUserFactory, UserFactory
 
@@ -18,6 +20,8 @@ ACCESS = {
     "/compliance/": {"compliance"},
     "/audit/": {"compliance", "admin"},
     "/audit/1/": {"compliance", "admin"},
+    "/customers/": {"ops", "compliance"},
+    "/customers/1/": {"ops", "compliance"},
 }
 # URL names that are not staff dashboard pages.
 NOT_DASHBOARD = {"login", "logout", "healthz", None}
@@ -35,7 +39,17 @@ def _dashboard_url_names() -> set[str]:
 
 
 def test_the_table_covers_every_dashboard_page():
-    assert _dashboard_url_names() == {"overview", "section", "audit", "audit_event"}
+    # POST-only actions (reveal, status changes) are tested with the customer pages.
+    assert _dashboard_url_names() == {
+        "overview",
+        "section",
+        "audit",
+        "audit_event",
+        "customer_list",
+        "customer_detail",
+        "customer_reveal",
+        "customer_change_status",
+    }
     assert {f"/{section.slug}/" for section in SECTIONS} <= set(ACCESS)
 
 
@@ -49,9 +63,17 @@ def test_roles_are_created_by_migration_with_their_permissions():
     assert {"core.manage_staff", "auth.change_user"} <= codes("admin")
 
 
+@pytest.fixture(autouse=True)
+def objects_the_urls_name():
+    """Audit entry #1 and customer 1 exist, so detail pages answer 200 to those allowed."""
+    audit_record(actor=SystemActor("test"), action="test.event")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setval(pg_get_serial_sequence('core_customer', 'id'), 1, false)")
+    Customer.objects.create(kind="person", legal_name="Ada Lovelace")
+
+
 @pytest.mark.parametrize("role", ["ops", "compliance", "admin"])
 def test_each_role_opens_exactly_its_pages(client, role):
-    audit_record(actor=SystemActor("test"), action="test.event")
     client.force_login(StaffUserFactory(username=f"{role}-member", roles=[role]))
     answers = {url: client.get(url).status_code for url in ACCESS}
     assert answers == {url: 200 if role in allowed else 403 for url, allowed in ACCESS.items()}
@@ -60,11 +82,10 @@ def test_each_role_opens_exactly_its_pages(client, role):
 def test_navigation_shows_only_the_pages_of_the_role(client):
     client.force_login(StaffUserFactory(username="ops-member", roles=["ops"]))
     titles = [item["title"] for item in client.get("/").context["navigation"]]
-    assert titles == ["Overview", "Payments", "Banking"]
+    assert titles == ["Overview", "Payments", "Banking", "Customers"]
 
 
 def test_a_superuser_opens_every_page(client, django_user_model):
-    audit_record(actor=SystemActor("test"), action="test.event")
     client.force_login(django_user_model.objects.create_superuser("root", "root@example.test", "x" * 16))
     assert {url: client.get(url).status_code for url in ACCESS} == dict.fromkeys(ACCESS, 200)
 

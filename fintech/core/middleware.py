@@ -1,6 +1,9 @@
-"""Request guards that apply to every page and API."""
+"""Request guards and error mapping for every page."""
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
+
+from .exceptions import ApplicationError
 
 
 class RejectNulCharactersMiddleware:
@@ -21,3 +24,19 @@ class RejectNulCharactersMiddleware:
                         "Request parameters must not contain NUL characters.", content_type="text/plain"
                     )
         return self.get_response(request)
+
+
+class ApplicationErrorMiddleware:
+    """A service's ApplicationError becomes a page with its status and message, never a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, ApplicationError):
+            return None
+        context = {"title": exception.title, "message": exception.message}
+        return render(request, "error.html", context, status=exception.status_code)

@@ -3,9 +3,10 @@
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .models import WorkerHeartbeat
+from .models import AuditEvent, Customer, WorkerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -23,3 +24,26 @@ def worker_health() -> WorkerHealth:
     heartbeat = WorkerHeartbeat.objects.order_by("-last_seen_at").first()
     age = (timezone.now() - heartbeat.last_seen_at).total_seconds() if heartbeat else None
     return WorkerHealth(heartbeat=heartbeat, age_seconds=age, max_age_seconds=settings.HEALTH_WORKER_MAX_AGE_SECONDS)
+
+
+def customer_search(*, query: str = "", kyc_status: str = "", risk_rating: str = "") -> QuerySet[Customer]:
+    """Customers by name (contains) or exact tax id (through its blind index), newest first."""
+    customers = Customer.objects.order_by("-created_at", "-pk")
+    query = query.strip()
+    if query:
+        index = Customer._meta.get_field("tax_id_index").lookup_value(query)
+        customers = customers.filter(Q(legal_name__icontains=query) | Q(email__iexact=query) | Q(tax_id_index=index))
+    if kyc_status in Customer.KycStatus.values:
+        customers = customers.filter(kyc_status=kyc_status)
+    if risk_rating in Customer.RiskRating.values:
+        customers = customers.filter(risk_rating=risk_rating)
+    return customers
+
+
+def audit_for(target, *, limit: int) -> list[AuditEvent]:
+    """The newest audit entries about one object."""
+    return list(
+        AuditEvent.objects.filter(target_type=target._meta.label_lower, target_id=str(target.pk)).order_by("-seq")[
+            :limit
+        ]
+    )

@@ -1,13 +1,20 @@
-"""Health endpoint for load balancers and monitors."""
+"""The core app's pages: the health endpoint and the customer pages."""
+
+from urllib.parse import urlencode
 
 import redis
 from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
-from . import selectors
+from . import customers, selectors
+from .models import Customer
+from .permissions import permission_required
 
 
 def _check_database() -> dict:
@@ -48,3 +55,93 @@ def healthz(request: HttpRequest) -> JsonResponse:
             checks[name] = {"ok": False, "error": type(error).__name__}
     healthy = all(result["ok"] for result in checks.values())
     return JsonResponse({"status": "ok" if healthy else "failing", "checks": checks}, status=200 if healthy else 503)
+
+
+# --------------------------------------------------------------------------- customers
+
+CUSTOMERS_PAGE_SIZE = 50
+
+
+@permission_required("core.view_customers")
+def customer_list(request: HttpRequest) -> HttpResponse:
+    filters = {name: request.GET.get(name, "").strip()[:100] for name in ("q", "kyc_status", "risk_rating")}
+    customers = selectors.customer_search(
+        query=filters["q"], kyc_status=filters["kyc_status"], risk_rating=filters["risk_rating"]
+    )
+    page = Paginator(customers, CUSTOMERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": urlencode({name: value for name, value in filters.items() if value}),
+        "kyc_statuses": Customer.KycStatus.choices,
+        "risk_ratings": Customer.RiskRating.choices,
+    }
+    return render(request, "core/customer_list.html", context)
+
+
+def _customer_page(request: HttpRequest, customer: Customer, *, revealed: dict | None = None, status: int = 200):
+    revealed = revealed or {}
+    sensitive = [
+        {
+            "name": name,
+            "label": customers.SENSITIVE_LABELS[name],
+            "shown": _display(name, revealed[name])
+            if name in revealed
+            else customers.mask(name, getattr(customer, name)),
+            "revealed": name in revealed,
+            "empty": getattr(customer, name) in (None, ""),
+        }
+        for name in customers.SENSITIVE_FIELDS
+    ]
+    context = {
+        "customer": customer,
+        "sensitive": sensitive,
+        "kyc_next": sorted(customers.KYC_TRANSITIONS[customer.kyc_status]),
+        "risk_ratings": Customer.RiskRating.choices,
+        "history": selectors.audit_for(customer, limit=20),
+    }
+    response = render(request, "core/customer_detail.html", context, status=status)
+    response["Cache-Control"] = "no-store"  # a revealed value must not stay in any cache
+    return response
+
+
+def _display(name: str, value) -> str:
+    if value in (None, ""):
+        return "—"
+    if name == "address" and isinstance(value, dict):
+        parts = [*value.get("lines", []), value.get("city", ""), value.get("postal_code", ""), value.get("country", "")]
+        return ", ".join(str(part) for part in parts if part)
+    return str(value)
+
+
+@permission_required("core.view_customers")
+def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _customer_page(request, get_object_or_404(Customer, pk=pk))
+
+
+@require_POST
+@permission_required("core.reveal_sensitive")
+def customer_reveal(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=pk)
+    field = request.POST.get("field", "")
+    value = customers.customer_reveal(customer=customer, field=field, actor=request.user, request=request)
+    return _customer_page(request, customer, revealed={field: value})
+
+
+@require_POST
+@permission_required("core.change_customer_status")
+def customer_change_status(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    customer = get_object_or_404(Customer, pk=pk)
+    reason = request.POST.get("reason", "")[:1000]
+    if kind == "risk-rating":
+        customers.customer_set_risk_rating(
+            customer=customer, rating=request.POST.get("value", ""), actor=request.user, reason=reason, request=request
+        )
+    elif kind == "kyc-status":
+        customers.customer_set_kyc_status(
+            customer=customer, status=request.POST.get("value", ""), actor=request.user, reason=reason, request=request
+        )
+    else:
+        raise Http404("No such status.")
+    messages.success(request, "Saved. The change is in the audit trail.")
+    return redirect("customer_detail", pk=customer.pk)
