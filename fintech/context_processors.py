@@ -3,6 +3,9 @@ from django.urls import reverse
 
 from fintech.sections import SECTIONS
 
+# Pages that belong to another page's navigation entry.
+NAVIGATION_PARENT = {"audit_event": "audit", "customer_list": "customers", "customer_detail": "customers"}
+
 
 def navigation(request: HttpRequest) -> dict:
     """The dashboard's navigation: the pages the user's role opens, the current one marked."""
@@ -10,10 +13,8 @@ def navigation(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {"navigation": []}
     match = getattr(request, "resolver_match", None)
-    current = match and (match.kwargs.get("section") or match.url_name)
-    current = {"audit_event": "audit", "customer_list": "customers", "customer_detail": "customers"}.get(
-        current, current
-    )
+    current = (match.kwargs.get("section") or match.url_name or "") if match else ""
+    current = NAVIGATION_PARENT.get(current, current)
     pages = [("overview", "Overview", reverse("overview"), "core.access_dashboard")]
     pages += [(s.slug, s.title, reverse("section", kwargs={"section": s.slug}), s.permission) for s in SECTIONS]
     pages.append(("customers", "Customers", reverse("customer_list"), "core.view_customers"))

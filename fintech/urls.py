@@ -1,6 +1,6 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
+from django.views.generic import RedirectView
 
 from fintech import views
 from fintech.core import views as core_views
@@ -19,8 +19,9 @@ urlpatterns = [
     path("customers/<int:pk>/<str:kind>/", core_views.customer_change_status, name="customer_change_status"),
     path("healthz", healthz, name="healthz"),
     path("healthz/", healthz),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", include("allauth.urls")),
+    # The admin signs in through the same page, so its sessions pass the same second factor.
+    path("admin/login/", RedirectView.as_view(pattern_name="account_login", query_string=True)),
     path("admin/", admin.site.urls),
     # Last: a section slug must not shadow the paths above.
     path("<slug:section>/", views.section, name="section"),

@@ -1,6 +1,7 @@
 import pytest
 
 from tests.factories import StaffUserFactory, UserFactory
+from tests.utils import login_with_mfa
 
 ALL_ROLES = ["ops", "compliance", "admin"]
 
@@ -18,5 +19,5 @@ def customer_user(db):
 
 @pytest.fixture
 def staff_client(client, staff_user):
-    client.force_login(staff_user)
+    login_with_mfa(client, staff_user)
     return client

@@ -9,6 +9,7 @@ from django_celery_results.models import TaskResult
 from fintech.core.audit import SystemActor, audit_chain_verify, audit_record
 from fintech.core.models import Customer
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
+from tests.utils import login_with_mfa
 
 pytestmark = pytest.mark.django_db
 STAFF_PAGES = ["/", "/payments/", "/banking/", "/compliance/", "/audit/"]
@@ -23,7 +24,7 @@ def test_logged_out_visitors_are_sent_to_the_login_page(client, url):
 
 @pytest.mark.parametrize("url", STAFF_PAGES)
 def test_signed_in_non_staff_users_are_refused(client, customer_user, url):
-    client.force_login(customer_user)
+    login_with_mfa(client, customer_user)
     response = client.get(url)
     assert response.status_code == 403
     assert b"Access denied" in response.content
@@ -40,7 +41,7 @@ def test_staff_see_every_page_with_the_navigation(staff_client, url):
 
 def test_admin_requires_a_staff_login(client, staff_user):
     assert client.get("/admin/").headers["Location"].startswith("/admin/login/")
-    client.force_login(staff_user)
+    login_with_mfa(client, staff_user)
     assert client.get("/admin/").status_code == 200
 
 
@@ -116,21 +117,23 @@ def test_audit_pagination_keeps_the_filters(staff_client):
     assert b"?action=job.&amp;page=2" in response.content
 
 
-def test_login_with_a_password_lands_on_the_overview(client, staff_user):
-    response = client.post("/accounts/login/", {"username": "staff", "password": DEFAULT_PASSWORD}, follow=True)
-    assert response.redirect_chain[-1][0] == "/"
+def test_a_staff_password_sign_in_leads_to_second_factor_set_up(client, staff_user):
+    response = client.post("/accounts/login/", {"login": "staff", "password": DEFAULT_PASSWORD}, follow=True)
+    assert response.redirect_chain[-1][0].startswith("/accounts/2fa/totp/activate/")
     assert response.status_code == 200
 
 
 def test_wrong_password_is_refused_with_a_message(client, staff_user):
-    response = client.post("/accounts/login/", {"username": "staff", "password": "wrong-password-123"})
+    response = client.post("/accounts/login/", {"login": "staff", "password": "wrong-password-123"})
     assert response.status_code == 200
-    assert b"didn't match" in response.content
+    assert b"The username and/or password you specified are not correct." in response.content
     assert "_auth_user_id" not in client.session
 
 
 def test_sign_out_needs_a_post(staff_client):
-    assert staff_client.get("/accounts/logout/").status_code == 405
+    confirmation = staff_client.get("/accounts/logout/")
+    assert confirmation.status_code == 200  # a page asking to confirm; still signed in
+    assert staff_client.get("/").status_code == 200
     assert staff_client.post("/accounts/logout/").status_code == 302
     assert staff_client.get("/").status_code == 302
 
@@ -149,7 +152,7 @@ def test_nul_characters_in_parameters_are_refused_with_400(staff_client, query):
 
 
 def test_nul_characters_in_a_form_are_refused_with_400(client, staff_user):
-    response = client.post("/accounts/login/", {"username": "staff\x00", "password": "x"})
+    response = client.post("/accounts/login/", {"login": "staff\x00", "password": "x"})
     assert response.status_code == 400
     assert "_auth_user_id" not in client.session
 

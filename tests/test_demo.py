@@ -3,12 +3,14 @@
 import json
 
 import pytest
+from allauth.mfa.models import Authenticator
 from django.contrib.auth import authenticate
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from fintech.demo import demo_seed
+from fintech.core.models import AuditEvent, Customer
+from fintech.demo import DEMO_CUSTOMERS, demo_seed, demo_totp_code
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +42,7 @@ def test_seed_is_idempotent(capsys):
     assert demo_seed() == first
     output = capsys.readouterr().out
     for login in first:
-        assert f"{login.username:<12} {login.password:<20}" in output
+        assert f"{login.username:<12} {login.password:<20} {login.totp_secret:<34}" in output
 
 
 @override_settings(DJANGO_ENV="production")
@@ -59,3 +61,27 @@ def test_an_existing_account_with_a_demo_name_is_never_modified(capsys):
     assert logins["ops"].password is not None
     call_command("seed_demo")
     assert "admin        (existing account, left unchanged)" in capsys.readouterr().out
+    assert not Authenticator.objects.filter(user=existing).exists()
+
+
+def test_demo_staff_have_totp_devices_whose_secrets_are_printed(capsys):
+    logins = demo_seed()
+    for login in logins:
+        authenticator = Authenticator.objects.get(user__username=login.username, type=Authenticator.Type.TOTP)
+        assert login.totp_secret and login.totp_secret not in str(authenticator.data)  # stored encrypted
+    call_command("demo_code", "ops")
+    code = capsys.readouterr().out.strip()
+    assert code == demo_totp_code("ops") and len(code) == 6 and code.isdigit()
+    with pytest.raises(CommandError, match="not a demo login"):
+        call_command("demo_code", "nobody")
+
+
+def test_demo_customers_have_encrypted_fields_and_an_audited_history():
+    demo_seed()
+    demo_seed()
+    customers = Customer.objects.filter(email__endswith="@demo.fintech.invalid")
+    assert customers.count() == len(DEMO_CUSTOMERS)
+    grace = customers.get(legal_name="Grace Chen")
+    assert (grace.tax_id, grace.kyc_status, grace.risk_rating) == ("123-45-6789", "verified", "low")
+    assert grace.address["city"] == "Seattle"
+    assert AuditEvent.objects.filter(action="customer.created", actor_label="demo").count() == len(DEMO_CUSTOMERS)

@@ -14,7 +14,7 @@ SOURCES = [
     BASE_DIR / "tests" / "browser" / "conftest.py",
 ]
 READ_PATTERNS = [
-    r"""env\.(?:str|bool|int|list|float|db)\(\s*"([A-Z][A-Z0-9_]+)\"""",
+    r"""env\.(?:str|bool|int|list|float|db|email_url)\(\s*"([A-Z][A-Z0-9_]+)\"""",
     r"""os\.environ\.get\(\s*"([A-Z][A-Z0-9_]+)\"""",
     r"""env\.get\(\s*"([A-Z][A-Z0-9_]+)\"""",
     r"""\$\{([A-Z][A-Z0-9_]+):-""",

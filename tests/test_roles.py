@@ -1,7 +1,7 @@
 """Roles: every dashboard URL, as each role, a customer and a visitor, answers as designed."""
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -9,6 +9,7 @@ from fintech.core.audit import SystemActor, audit_record
 from fintech.core.models import Customer
 from fintech.sections import SECTIONS
 from tests.factories import StaffUserFactory, UserFactory
+from tests.utils import login_with_mfa
 
 pytestmark = pytest.mark.django_db
 
@@ -74,31 +75,31 @@ def objects_the_urls_name():
 
 @pytest.mark.parametrize("role", ["ops", "compliance", "admin"])
 def test_each_role_opens_exactly_its_pages(client, role):
-    client.force_login(StaffUserFactory(username=f"{role}-member", roles=[role]))
+    login_with_mfa(client, StaffUserFactory(username=f"{role}-member", roles=[role]))
     answers = {url: client.get(url).status_code for url in ACCESS}
     assert answers == {url: 200 if role in allowed else 403 for url, allowed in ACCESS.items()}
 
 
 def test_navigation_shows_only_the_pages_of_the_role(client):
-    client.force_login(StaffUserFactory(username="ops-member", roles=["ops"]))
+    login_with_mfa(client, StaffUserFactory(username="ops-member", roles=["ops"]))
     titles = [item["title"] for item in client.get("/").context["navigation"]]
     assert titles == ["Overview", "Payments", "Banking", "Customers"]
 
 
 def test_a_superuser_opens_every_page(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("root", "root@example.test", "x" * 16))
+    login_with_mfa(client, django_user_model.objects.create_superuser("root", "root@example.test", "x" * 16))
     assert {url: client.get(url).status_code for url in ACCESS} == dict.fromkeys(ACCESS, 200)
 
 
 @pytest.mark.parametrize("url", sorted(ACCESS))
 def test_a_customer_is_refused_every_staff_page(client, url):
-    client.force_login(UserFactory(username="customer"))
+    login_with_mfa(client, UserFactory(username="customer"))
     assert client.get(url).status_code == 403
 
 
 @pytest.mark.parametrize("url", sorted(ACCESS))
 def test_staff_without_a_role_are_refused(client, url):
-    client.force_login(StaffUserFactory(username="no-role"))
+    login_with_mfa(client, StaffUserFactory(username="no-role"))
     assert client.get(url).status_code == 403
 
 
@@ -107,3 +108,15 @@ def test_visitors_are_sent_to_sign_in(client, url):
     response = client.get(url)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/accounts/login/?next=")
+
+
+def test_a_deleted_role_comes_back_after_migrate_with_extra_grants_kept():
+    from django.core.management import call_command
+
+    Group.objects.filter(name="ops").delete()
+    compliance = Group.objects.get(name="compliance")
+    extra = Permission.objects.get(codename="view_periodictask")
+    compliance.permissions.add(extra)
+    call_command("migrate", verbosity=0)
+    assert Group.objects.get(name="ops").permissions.filter(codename="view_payments").exists()
+    assert compliance.permissions.filter(pk=extra.pk).exists()

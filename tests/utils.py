@@ -10,3 +10,31 @@ def database_url(name: str | None = None) -> str:
     database = settings.DATABASES["default"]
     host = quote(database["HOST"] or "", safe="")
     return f"postgres://{database['USER']}@{host}:{database['PORT'] or 5432}/{name or database['NAME']}"
+
+
+def login_with_mfa(client, user) -> None:
+    """Sign ``user`` in as if they had passed password and TOTP (allauth's session records)."""
+    import time
+
+    from allauth.account.internal.flows.login import (
+        _AUTHENTICATION_METHODS_USER_SESSION_KEY,
+        AUTHENTICATION_METHODS_SESSION_KEY,
+    )
+
+    client.force_login(user)
+    session = client.session
+    session[_AUTHENTICATION_METHODS_USER_SESSION_KEY] = str(user.pk)
+    session[AUTHENTICATION_METHODS_SESSION_KEY] = [
+        {"method": "password", "at": time.time(), "username": user.get_username()},
+        {"method": "mfa", "at": time.time(), "type": "totp"},
+    ]
+    session.save()
+
+
+def totp_code(secret: str, *, offset: int = 0) -> str:
+    """The TOTP code of ``secret`` now (or ``offset`` periods away)."""
+    import time
+
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+
+    return format_hotp_value(hotp_value(secret, int(time.time()) // 30 + offset))

@@ -27,7 +27,7 @@ class CoreConfig(AppConfig):
     )
 
     def ready(self) -> None:
-        from . import checks, signals  # noqa: F401  (registers system checks and audit receivers)
-        from .schedules import install_after_migrate
+        from . import checks, roles, schedules, signals  # noqa: F401  (registers system checks and audit receivers)
 
-        post_migrate.connect(install_after_migrate, sender=self, dispatch_uid="core.install_schedules")
+        post_migrate.connect(schedules.install_after_migrate, sender=self, dispatch_uid="core.install_schedules")
+        post_migrate.connect(roles.install_after_migrate, sender=self, dispatch_uid="core.install_roles")

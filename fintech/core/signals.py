@@ -1,5 +1,8 @@
 """Receivers that copy events other code announces into the audit trail (no other effects)."""
 
+from allauth.account.internal.flows.login import record_authentication
+from allauth.mfa.models import Authenticator
+from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_used
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.contrib.contenttypes.models import ContentType
@@ -42,3 +45,34 @@ def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
     # Only the username tried; Django has already masked the password in ``credentials``.
     username = str(credentials.get("username", ""))[:150]
     audit_record(actor=None, action="auth.login_failed", details={"username": username}, request=request)
+
+
+@receiver(authenticator_added, dispatch_uid="core.mfa_added")
+def mfa_added(sender, request, user, authenticator, **kwargs) -> None:
+    """Setting up a factor proves possession of it: the session counts as having passed MFA."""
+    if authenticator.type != Authenticator.Type.RECOVERY_CODES:
+        record_authentication(request, user, "mfa", id=authenticator.pk, type=authenticator.type)
+        request.session.cycle_key()  # a new session key after each step that raises assurance
+    audit_record(
+        actor=user, action="auth.mfa_added", target=user, details={"type": authenticator.type}, request=request
+    )
+
+
+@receiver(authenticator_used, dispatch_uid="core.mfa_used")
+def mfa_used(sender, request, user, authenticator, reauthenticated=False, **kwargs) -> None:
+    if reauthenticated:
+        request.session.cycle_key()
+    audit_record(
+        actor=user,
+        action="auth.mfa_reauthenticated" if reauthenticated else "auth.mfa_passed",
+        target=user,
+        details={"type": authenticator.type},
+        request=request,
+    )
+
+
+@receiver(authenticator_removed, dispatch_uid="core.mfa_removed")
+def mfa_removed(sender, request, user, authenticator, **kwargs) -> None:
+    audit_record(
+        actor=user, action="auth.mfa_removed", target=user, details={"type": authenticator.type}, request=request
+    )

@@ -1,13 +1,17 @@
 """A staff member signs in through the real login page and sees the overview with real counts."""
 
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from playwright.sync_api import Page, expect
 
 from fintech.core.services import heartbeat_record
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
+from tests.utils import totp_code
 
 
-def test_staff_signs_in_and_sees_the_overview_with_real_counts(live_server, page: Page, transactional_db):
-    StaffUserFactory(username="olivia", first_name="Olivia", last_name="Ops", roles=["ops"])
+def test_staff_signs_in_with_totp_and_sees_the_overview_with_real_counts(live_server, page: Page, transactional_db):
+    olivia = StaffUserFactory(username="olivia", first_name="Olivia", last_name="Ops", roles=["ops"])
+    secret = generate_totp_secret()
+    TOTP.activate(olivia, secret)
     StaffUserFactory.create_batch(3)
     UserFactory.create_batch(2)
     heartbeat_record(hostname="worker@browser-test")
@@ -16,6 +20,10 @@ def test_staff_signs_in_and_sees_the_overview_with_real_counts(live_server, page
     expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
     page.get_by_label("Username").fill("olivia")
     page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page).to_have_url(f"{live_server.url}/accounts/2fa/authenticate/")
+    page.locator("input[name=code]").fill(totp_code(secret))
     page.get_by_role("button", name="Sign in").click()
 
     expect(page).to_have_url(f"{live_server.url}/")
@@ -38,6 +46,6 @@ def test_a_wrong_password_keeps_the_visitor_out(live_server, page: Page, transac
     page.get_by_label("Username").fill("olivia")
     page.get_by_label("Password").fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_contain_text("didn't match")
+    expect(page.get_by_role("alert")).to_contain_text("username and/or password you specified are not correct")
     page.goto(f"{live_server.url}/")
     expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")

@@ -5,13 +5,14 @@ from django.contrib.auth.models import Group
 
 from fintech.core.models import AuditEvent
 from tests.factories import DEFAULT_PASSWORD
+from tests.utils import login_with_mfa
 
 pytestmark = pytest.mark.django_db
 
 
 def test_changes_in_the_admin_are_audited(client, django_user_model):
     admin = django_user_model.objects.create_superuser("root", "root@example.test", DEFAULT_PASSWORD)
-    client.force_login(admin)
+    login_with_mfa(client, admin)
     response = client.post("/admin/auth/group/add/", {"name": "auditors"})
     assert response.status_code == 302
     group = Group.objects.get(name="auditors")
@@ -28,8 +29,8 @@ def test_changes_in_the_admin_are_audited(client, django_user_model):
 
 
 def test_sign_in_sign_out_and_failures_are_audited_without_passwords(client, staff_user):
-    client.post("/accounts/login/", {"username": "staff", "password": "wrong-password-123"}, REMOTE_ADDR="198.51.100.4")
-    client.post("/accounts/login/", {"username": "staff", "password": DEFAULT_PASSWORD})
+    client.post("/accounts/login/", {"login": "staff", "password": "wrong-password-123"}, REMOTE_ADDR="198.51.100.4")
+    client.post("/accounts/login/", {"login": "staff", "password": DEFAULT_PASSWORD})
     client.post("/accounts/logout/")
     events = list(AuditEvent.objects.order_by("seq"))
     assert [event.action for event in events] == ["auth.login_failed", "auth.login", "auth.logout"]

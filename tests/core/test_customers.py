@@ -8,6 +8,7 @@ from fintech.core import customers
 from fintech.core.exceptions import InvalidTransition, NotAllowed, ValidationFailed
 from fintech.core.models import AuditEvent, Customer
 from tests.factories import StaffUserFactory
+from tests.utils import login_with_mfa
 
 pytestmark = pytest.mark.django_db
 TAX_ID = "123-45-6789"
@@ -114,7 +115,7 @@ def test_reveal_is_for_allowed_roles_and_audited(customer, compliance_officer, o
 
 
 def test_pages_show_masked_values_only(client, customer, ops_member):
-    client.force_login(ops_member)
+    login_with_mfa(client, ops_member)
     listing = client.get("/customers/")
     detail = client.get(f"/customers/{customer.pk}/")
     for response in (listing, detail):
@@ -125,14 +126,14 @@ def test_pages_show_masked_values_only(client, customer, ops_member):
 
 
 def test_search_finds_an_exact_tax_id_through_its_blind_index(client, customer, ops_member):
-    client.force_login(ops_member)
+    login_with_mfa(client, ops_member)
     found = client.get("/customers/", {"q": "123 45 6789"}).context["page"]
     assert [c.pk for c in found] == [customer.pk]
     assert list(client.get("/customers/", {"q": "123-45-678"}).context["page"]) == []
 
 
 def test_a_compliance_officer_reveals_one_value_and_it_is_audited(client, customer, compliance_officer):
-    client.force_login(compliance_officer)
+    login_with_mfa(client, compliance_officer)
     assert b"Reveal" in client.get(f"/customers/{customer.pk}/").content
     response = client.post(f"/customers/{customer.pk}/reveal/", {"field": "tax_id"})
     assert response.status_code == 200
@@ -144,9 +145,9 @@ def test_a_compliance_officer_reveals_one_value_and_it_is_audited(client, custom
 
 
 def test_reveal_refusals_change_nothing(client, customer, ops_member, compliance_officer):
-    client.force_login(ops_member)
+    login_with_mfa(client, ops_member)
     assert client.post(f"/customers/{customer.pk}/reveal/", {"field": "tax_id"}).status_code == 403
-    client.force_login(compliance_officer)
+    login_with_mfa(client, compliance_officer)
     assert client.get(f"/customers/{customer.pk}/reveal/").status_code == 405
     bad_field = client.post(f"/customers/{customer.pk}/reveal/", {"field": "password"})
     assert bad_field.status_code == 400
@@ -156,10 +157,10 @@ def test_reveal_refusals_change_nothing(client, customer, ops_member, compliance
 
 
 def test_status_changes_from_the_page(client, customer, compliance_officer, ops_member):
-    client.force_login(ops_member)
+    login_with_mfa(client, ops_member)
     url = f"/customers/{customer.pk}/kyc-status/"
     assert client.post(url, {"value": "pending", "reason": "docs in"}).status_code == 403
-    client.force_login(compliance_officer)
+    login_with_mfa(client, compliance_officer)
     response = client.post(url, {"value": "pending", "reason": "docs in"})
     assert response.status_code == 302
     assert Customer.objects.get(pk=customer.pk).kyc_status == "pending"
