@@ -22,11 +22,11 @@ def var_dir(tmp_path, settings):
     return tmp_path
 
 
-def test_seed_creates_staff_logins_that_work(var_dir):
+def test_seed_creates_staff_logins_that_work(var_dir, rf):
     logins = demo_seed()
     assert [login.username for login in logins] == ["admin", "ops", "compliance"]
     for login in logins:
-        user = authenticate(username=login.username, password=login.password)
+        user = authenticate(rf.post("/accounts/login/"), username=login.username, password=login.password)
         assert user is not None and user.is_staff
         assert user.is_superuser == (login.username == "admin")
     stored = json.loads((var_dir / "demo-logins.json").read_text())

@@ -109,3 +109,11 @@ class StaffMFARequiredMiddleware:
                 target = reverse("mfa_reauthenticate" if has_factor else "mfa_activate_totp")
                 return redirect(f"{target}?next={quote(request.get_full_path())}")
         return self.get_response(request)
+
+
+def axes_username(request: HttpRequest, credentials: dict | None) -> str | None:
+    """The username django-axes counts failures against: allauth authenticates with
+    ``username``, while its sign-in form posts the field ``login``."""
+    if credentials and credentials.get("username"):
+        return str(credentials["username"])
+    return request.POST.get("login") if request is not None else None

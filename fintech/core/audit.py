@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from .models import AuditEvent, AuditVerification
+from .network import client_ip
 
 GENESIS_HASH = "0" * 64
 # Any constant: the key of the advisory lock that serialises audit writers.
@@ -96,15 +96,6 @@ def _target_fields(target) -> dict[str, str]:
         return {"target_type": target._meta.label_lower, "target_id": str(target.pk)}
     target_type, target_id = target  # ("app_label.model", id) for objects not loaded
     return {"target_type": str(target_type)[:100], "target_id": str(target_id)[:64]}
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The client address as Django sees it (REMOTE_ADDR; proxies are resolved before this)."""
-    address = request.META.get("REMOTE_ADDR") or ""
-    try:
-        return ipaddress.ip_address(address).compressed
-    except ValueError:
-        return None
 
 
 def audit_record(

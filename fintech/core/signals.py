@@ -3,6 +3,7 @@
 from allauth.account.internal.flows.login import record_authentication
 from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_used
+from axes.signals import user_locked_out
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.contrib.contenttypes.models import ContentType
@@ -76,3 +77,8 @@ def mfa_removed(sender, request, user, authenticator, **kwargs) -> None:
     audit_record(
         actor=user, action="auth.mfa_removed", target=user, details={"type": authenticator.type}, request=request
     )
+
+
+@receiver(user_locked_out, dispatch_uid="core.audit_locked_out")
+def audit_locked_out(sender, request, username, ip_address, **kwargs) -> None:
+    audit_record(actor=None, action="auth.locked_out", details={"username": str(username)[:150]}, request=request)

@@ -6,10 +6,12 @@ Each variable is documented, with its default, in ``.env.example`` and the READM
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
 import environ
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 from fintech import PROJECT_DIR, embedded, load_dotenv
@@ -48,6 +50,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "axes",
+    "csp",
     # Domain apps, in dependency order: each may import only those above it.
     "fintech.core",
     "payments",
@@ -69,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "fintech.core.middleware.ApplicationErrorMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "fintech.urls"
@@ -204,7 +210,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked usernames before any password check
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "account_login"
@@ -215,10 +224,26 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+# django-axes owns sign-in lockout (below); allauth's softer login limit would pre-empt it.
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
 # Second factors: TOTP with recovery codes, secrets encrypted by the keyring (MFAAdapter).
 MFA_ADAPTER = "fintech.core.accounts.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_TOLERANCE = 0  # a code is valid only in its own 30-second period, and only once
+# Lockout (django-axes): a username is locked after AXES_FAILURE_LIMIT failures for at least
+# 30 minutes (PCI DSS 8.3.4), whatever address the attempts come from; and an address is locked
+# after as many failures across usernames (password spraying).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=max(env.int("AXES_COOLOFF_MINUTES", default=30), 30))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_FORM_FIELD = "login"  # allauth's sign-in field
+AXES_USERNAME_CALLABLE = "fintech.core.accounts.axes_username"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "account/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "fintech.core.network.client_ip"
+# Reverse proxies in front of the app that append X-Forwarded-For; 0 ignores the header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ops@localhost")
@@ -250,6 +275,23 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # Paths that must answer over plain HTTP when SECURE_SSL_REDIRECT is on: a redirect would
 # drop a gateway's POST body, and load balancers probe health over HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^webhooks/", r"^api/", r"^healthz$"]
+
+# Content Security Policy (django-csp): no inline script or style; a nonce for the rare script
+# that must be inline; images may be data: URLs (the TOTP QR code).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --------------------------------------------------------------------------- logging
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
