@@ -7,6 +7,7 @@ the current key) while the application keeps writing.
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -64,7 +65,73 @@ def encryption_check(batch_size: int = 1000) -> list[ColumnReport]:
         for rows in _stored_values(model, model_field, batch_size):
             report.values_by_key.update(_key_id(stored) for _, stored in rows)
         reports.append(report)
+    mfa = ColumnReport(label=MFA_LABEL)
+    _mfa_check(mfa)
+    reports.append(mfa)
     return reports
+
+
+# --------------------------------------------------------------------------- MFA secrets
+# allauth keeps TOTP secrets and recovery-code seeds in a JSON column, encrypted through
+# fintech.core.accounts.MFAAdapter; they rotate with the rest.
+MFA_LABEL = "mfa.Authenticator.data"
+MFA_SECRET_KEYS = ("secret", "seed")
+
+
+def _mfa_key_id(value: str) -> str:
+    from .accounts import MFA_CIPHERTEXT_PREFIX
+
+    if not value.startswith(MFA_CIPHERTEXT_PREFIX):
+        return "(unencrypted)"
+    try:
+        return _key_id(base64.b64decode(value[len(MFA_CIPHERTEXT_PREFIX) :]))
+    except ValueError:
+        return "(unreadable)"
+
+
+def _mfa_check(report: ColumnReport) -> None:
+    from allauth.mfa.models import Authenticator
+
+    for data in Authenticator.objects.values_list("data", flat=True).iterator():
+        for key in MFA_SECRET_KEYS:
+            if isinstance(data, dict) and isinstance(data.get(key), str):
+                report.values_by_key[_mfa_key_id(data[key])] += 1
+
+
+@transaction.atomic
+def _mfa_rotate(report: ColumnReport, current: str) -> None:
+    from allauth.mfa.models import Authenticator
+
+    from .accounts import MFAAdapter
+
+    adapter = MFAAdapter()
+    for authenticator in Authenticator.objects.select_for_update().order_by("pk"):
+        data, changed = dict(authenticator.data), False
+        for key in MFA_SECRET_KEYS:
+            value = data.get(key)
+            if not isinstance(value, str):
+                continue
+            key_id = _mfa_key_id(value)
+            report.values_by_key[key_id] += 1
+            if key_id == current:
+                continue
+            try:
+                data[key] = adapter.encrypt(adapter.decrypt(value))
+            except (DecryptionError, ValueError) as error:
+                report.errors.append(
+                    f"{MFA_LABEL}[{key}] of authenticator {authenticator.pk} cannot be decrypted: {error}."
+                )
+                continue
+            changed = True
+            report.rotated += 1
+        if changed:
+            Authenticator.objects.filter(pk=authenticator.pk).update(data=data)
+
+
+def mfa_secret_count() -> int:
+    report = ColumnReport(label=MFA_LABEL)
+    _mfa_check(report)
+    return report.values_by_key.total()
 
 
 def encryption_rotate(
@@ -96,4 +163,9 @@ def encryption_rotate(
             if on_progress:
                 on_progress(report.label, len(rows))
         reports.append(report)
+    mfa = ColumnReport(label=MFA_LABEL)
+    _mfa_rotate(mfa, current)
+    if on_progress:
+        on_progress(mfa.label, mfa.values_by_key.total())
+    reports.append(mfa)
     return reports

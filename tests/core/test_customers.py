@@ -171,3 +171,13 @@ def test_status_changes_from_the_page(client, customer, compliance_officer, ops_
     assert client.post(f"/customers/{customer.pk}/risk-rating/", {"value": "extreme", "reason": "x"}).status_code == 400
     assert client.post(f"/customers/{customer.pk}/nonsense/", {"value": "x", "reason": "x"}).status_code == 404
     assert Customer.objects.get(pk=customer.pk).kyc_status == "pending"
+
+
+def test_the_admin_shows_customers_masked_and_read_only(client, customer, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "root@example.test", "x" * 16)
+    login_with_mfa(client, root)
+    page = client.get(f"/admin/core/customer/{customer.pk}/change/")
+    assert page.status_code == 200
+    assert "•••••6789".encode() in page.content
+    assert TAX_ID.encode() not in page.content and b"1815" not in page.content
+    assert client.post(f"/admin/core/customer/{customer.pk}/change/", {"legal_name": "X"}).status_code == 403

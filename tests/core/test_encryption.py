@@ -165,3 +165,28 @@ def test_encrypted_values_are_never_serialised():
     customer = _customer()
     with pytest.raises(TypeError, match="is encrypted and is not serialised"):
         Customer._meta.get_field("tax_id").value_to_string(customer)
+
+
+def test_rotation_covers_mfa_secrets_and_codes_still_work_after(capsys):
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from tests.factories import StaffUserFactory
+    from tests.utils import totp_code
+
+    officer = StaffUserFactory(username="carla")
+    secret = generate_totp_secret()
+    with override_settings(FIELD_ENCRYPTION_KEYS=KEY_ONE):
+        TOTP.activate(officer, secret)
+        codes = RecoveryCodes.activate(officer).get_unused_codes()
+    with override_settings(FIELD_ENCRYPTION_KEYS=f"{KEY_TWO},{KEY_ONE}"):
+        with pytest.raises(CommandError, match="2 values still use an old key"):
+            call_command("rotate_encryption_keys", "--check")
+        call_command("rotate_encryption_keys")
+        assert "2 values re-encrypted under key two" in capsys.readouterr().out
+    with override_settings(FIELD_ENCRYPTION_KEYS=KEY_TWO):
+        totp = TOTP(Authenticator.objects.get(user=officer, type=Authenticator.Type.TOTP))
+        assert totp.validate_code(totp_code(secret))
+        recovery = RecoveryCodes(Authenticator.objects.get(user=officer, type=Authenticator.Type.RECOVERY_CODES))
+        assert recovery.get_unused_codes() == codes

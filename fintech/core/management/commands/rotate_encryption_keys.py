@@ -2,7 +2,13 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from fintech.core.crypto import keyring
-from fintech.core.encryption import count_values, encrypted_columns, encryption_check, encryption_rotate
+from fintech.core.encryption import (
+    count_values,
+    encrypted_columns,
+    encryption_check,
+    encryption_rotate,
+    mfa_secret_count,
+)
 
 
 class Command(BaseCommand):
@@ -31,7 +37,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{old} values still use an old key; run rotate_encryption_keys.")
             return
 
-        total = sum(count_values(model, field) for model, field in encrypted_columns())
+        total = sum(count_values(model, field) for model, field in encrypted_columns()) + mfa_secret_count()
         with tqdm(total=total, unit="value", desc="re-encrypting", disable=None) as bar:
             reports = encryption_rotate(batch_size=batch_size, on_progress=lambda label, done: bar.update(done))
         rotated = sum(report.rotated for report in reports)
