@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from fintech.core.models import AuditEvent, AuditVerification
+from fintech.core.models import AuditEvent, AuditVerification, Customer
 from fintech.core.selectors import WorkerHealth, worker_health
 
 
@@ -33,6 +33,9 @@ class Overview:
     worker: WorkerHealth
     schedules: list[PeriodicTask]
     recent_failures: list[TaskResult]
+    customers: int
+    kyc_pending: int
+    audit_verification: AuditVerification | None
 
 
 def task_run_counts(*, since, task_prefix: str = "") -> TaskRunCounts:
@@ -69,6 +72,9 @@ def overview() -> Overview:
     )
     schedules = schedules_for()
     schedule_counts = PeriodicTask.objects.aggregate(enabled=Count("id", filter=Q(enabled=True)), total=Count("id"))
+    customer_counts = Customer.objects.aggregate(
+        total=Count("pk"), pending=Count("pk", filter=Q(kyc_status=Customer.KycStatus.PENDING))
+    )
     return Overview(
         staff_users=users["staff"],
         active_users=users["active"],
@@ -78,6 +84,9 @@ def overview() -> Overview:
         worker=worker_health(),
         schedules=list(schedules),
         recent_failures=task_results_for(failed_only=True, limit=10),
+        customers=customer_counts["total"],
+        kyc_pending=customer_counts["pending"],
+        audit_verification=audit_last_verification(),
     )
 
 

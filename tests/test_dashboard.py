@@ -71,10 +71,21 @@ def test_overview_shows_real_counts_from_the_database(staff_client):
     assert (overview.runs_24h.total, overview.runs_24h.succeeded, overview.runs_24h.failed) == (3, 2, 1)
     assert (overview.schedules_enabled, overview.schedules_total) == (2, 2)
     assert [result.task_id for result in overview.recent_failures] == ["t3", "t4"]
+    assert (overview.customers, overview.kyc_pending, overview.audit_verification) == (0, 0, None)
     html = response.content.decode()
     assert '<div class="card-value">3</div>' in html
     assert "core: worker health ping" in html
     assert "no heartbeat" in html
+
+
+def test_overview_counts_customers_and_shows_the_audit_chain(staff_client):
+    Customer.objects.create(kind="person", legal_name="Ada", kyc_status="pending")
+    Customer.objects.create(kind="business", legal_name="Acme Ltd", kyc_status="verified")
+    audit_chain_verify(triggered_by="test")
+    response = staff_client.get("/")
+    overview = response.context["overview"]
+    assert (overview.customers, overview.kyc_pending, overview.audit_verification.ok) == (2, 1, True)
+    assert b"1 awaiting KYC review" in response.content and b"intact" in response.content
 
 
 def test_section_lists_only_its_own_task_runs(staff_client):
