@@ -46,7 +46,7 @@ class AuditVerificationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(ReadOnlyAdmin):
     """Customers in the admin: sensitive values masked; revealing one happens on the staff page,
     where it is permission-checked and audited; changes go through the staff services."""
 
@@ -70,15 +70,6 @@ class CustomerAdmin(admin.ModelAdmin):
         "updated_at",
     )
     fields = readonly_fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Tax id")
     def masked_tax_id(self, customer: Customer) -> str:
