@@ -6,7 +6,7 @@ from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from fintech.core.audit import SystemActor, audit_record
-from fintech.core.models import Customer
+from fintech.core.models import AuditEvent, Customer
 from fintech.sections import SECTIONS
 from tests.factories import StaffUserFactory, UserFactory
 from tests.utils import login_with_mfa
@@ -120,3 +120,17 @@ def test_a_deleted_role_comes_back_after_migrate_with_extra_grants_kept():
     call_command("migrate", verbosity=0)
     assert Group.objects.get(name="ops").permissions.filter(codename="view_payments").exists()
     assert compliance.permissions.filter(pk=extra.pk).exists()
+
+
+def test_refusals_are_audited_once_per_user_and_page(client):
+    customer = UserFactory(username="customer")
+    login_with_mfa(client, customer)
+    for _ in range(3):
+        assert client.get("/audit/").status_code == 403
+    client.get("/customers/")
+    refusals = AuditEvent.objects.filter(action="auth.access_refused").order_by("seq")
+    assert [(event.actor_label, event.details["path"]) for event in refusals] == [
+        ("customer", "/audit/"),
+        ("customer", "/customers/"),
+    ]
+    assert refusals[0].details["permission"] == "core.view_audit"

@@ -4,10 +4,26 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 View = Callable[..., HttpResponse]
+# One audit entry per user and page in this window: repeated refusals must not flood the trail.
+REFUSAL_AUDIT_WINDOW_SECONDS = 300
+
+
+def _audit_refusal(request: HttpRequest, permission: str) -> None:
+    from .audit import audit_record
+
+    path = request.path[:200]
+    if cache.add(f"audit:refused:{request.user.pk}:{path}", 1, timeout=REFUSAL_AUDIT_WINDOW_SECONDS):
+        audit_record(
+            actor=request.user,
+            action="auth.access_refused",
+            details={"path": path, "permission": permission},
+            request=request,
+        )
 
 
 def permission_required(permission: str) -> Callable[[View], View]:
@@ -22,6 +38,7 @@ def permission_required(permission: str) -> Callable[[View], View]:
             if not user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not (user.is_active and user.is_staff and user.has_perm(permission)):
+                _audit_refusal(request, permission)
                 raise PermissionDenied("Your role does not give access to this page.")
             return view(request, *args, **kwargs)
 
