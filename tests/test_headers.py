@@ -8,8 +8,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize("url", ["/accounts/login/", "/", "/customers/", "/audit/", "/admin/"])
-def test_every_page_has_a_strict_content_security_policy(staff_client, url):
-    response = staff_client.get(url)
+def test_every_page_has_a_strict_content_security_policy(client, staff_client, url):
+    response = (client if url == "/accounts/login/" else staff_client).get(url)
+    if url == "/accounts/login/":
+        client.logout()
+        response = client.get(url)
+        assert response.status_code == 200
     policy = response.headers["Content-Security-Policy"]
     directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
     assert directives["default-src"] == "'self'"

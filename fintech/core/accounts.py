@@ -114,6 +114,8 @@ class StaffMFARequiredMiddleware:
 def axes_username(request: HttpRequest, credentials: dict | None) -> str | None:
     """The username django-axes counts failures against: allauth authenticates with
     ``username``, while its sign-in form posts the field ``login``."""
-    if credentials and credentials.get("username"):
-        return str(credentials["username"])
-    return request.POST.get("login") if request is not None else None
+    username = credentials.get("username") if credentials else None
+    if not username and request is not None:
+        username = request.POST.get("login")
+    # allauth matches usernames case-insensitively: so must the count, or "STAFF" gets 10 more tries.
+    return str(username).strip().casefold() if username else None

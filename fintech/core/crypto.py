@@ -55,11 +55,12 @@ class Keyring:
                 "FIELD_ENCRYPTION_KEYS is empty: generate a key with `manage.py generate_encryption_key`."
             )
         keys: dict[str, bytes] = {}
-        for entry in entries:
+        for position, entry in enumerate(entries, start=1):
             key_id, separator, encoded = entry.partition(":")
             if not separator or not KEY_ID_PATTERN.match(key_id):
+                # Name the entry by position: echoing it could put key material in a log.
                 raise KeyringError(
-                    f"FIELD_ENCRYPTION_KEYS entry {key_id[:16]!r}... must look like <key id>:<base64 key>, "
+                    f"FIELD_ENCRYPTION_KEYS entry {position} must look like <key id>:<base64 key>, "
                     "the key id made of letters, digits, '.', '_' or '-'."
                 )
             try:

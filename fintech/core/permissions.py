@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 View = Callable[..., HttpResponse]
-# One audit entry per user and page in this window: repeated refusals must not flood the trail.
+# One audit entry per user and permission in this window: repeated refusals must not flood the trail.
 REFUSAL_AUDIT_WINDOW_SECONDS = 300
 
 
@@ -17,7 +17,8 @@ def _audit_refusal(request: HttpRequest, permission: str) -> None:
     from .audit import audit_record
 
     path = request.path[:200]
-    if cache.add(f"audit:refused:{request.user.pk}:{path}", 1, timeout=REFUSAL_AUDIT_WINDOW_SECONDS):
+    # Keyed per user and permission, not per path: /customers/1/, /customers/2/... count once.
+    if cache.add(f"audit:refused:{request.user.pk}:{permission}", 1, timeout=REFUSAL_AUDIT_WINDOW_SECONDS):
         audit_record(
             actor=request.user,
             action="auth.access_refused",

@@ -26,13 +26,20 @@ def worker_health() -> WorkerHealth:
     return WorkerHealth(heartbeat=heartbeat, age_seconds=age, max_age_seconds=settings.HEALTH_WORKER_MAX_AGE_SECONDS)
 
 
-def customer_search(*, query: str = "", kyc_status: str = "", risk_rating: str = "") -> QuerySet[Customer]:
-    """Customers by name (contains) or exact tax id (through its blind index), newest first."""
+def customer_search(
+    *, query: str = "", kyc_status: str = "", risk_rating: str = "", tax_id: str = ""
+) -> QuerySet[Customer]:
+    """Customers by name (contains) or email, or by exact tax id through its blind index, newest first.
+
+    A tax-id search is an exact-match oracle on a sensitive value: callers allow it only to roles
+    that may reveal, and audit it.
+    """
     customers = Customer.objects.order_by("-created_at", "-pk")
     query = query.strip()
     if query:
-        index = Customer._meta.get_field("tax_id_index").lookup_value(query)
-        customers = customers.filter(Q(legal_name__icontains=query) | Q(email__iexact=query) | Q(tax_id_index=index))
+        customers = customers.filter(Q(legal_name__icontains=query) | Q(email__iexact=query))
+    if tax_id.strip():
+        customers = customers.filter(tax_id_index=Customer._meta.get_field("tax_id_index").lookup_value(tax_id))
     if kyc_status in Customer.KycStatus.values:
         customers = customers.filter(kyc_status=kyc_status)
     if risk_rating in Customer.RiskRating.values:

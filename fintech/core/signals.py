@@ -2,6 +2,7 @@
 
 from allauth.account.internal.flows.login import record_authentication
 from allauth.mfa.models import Authenticator
+from allauth.mfa.signals import authentication_failed as mfa_authentication_failed
 from allauth.mfa.signals import authenticator_added, authenticator_removed, authenticator_used
 from axes.signals import user_locked_out
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
@@ -82,3 +83,10 @@ def mfa_removed(sender, request, user, authenticator, **kwargs) -> None:
 @receiver(user_locked_out, dispatch_uid="core.audit_locked_out")
 def audit_locked_out(sender, request, username, ip_address, **kwargs) -> None:
     audit_record(actor=None, action="auth.locked_out", details={"username": str(username)[:150]}, request=request)
+
+
+@receiver(mfa_authentication_failed, dispatch_uid="core.audit_mfa_failed")
+def audit_mfa_failed(sender, request, user, authenticator, reauthentication=False, **kwargs) -> None:
+    audit_record(
+        actor=None, action="auth.mfa_failed", target=user, details={"type": authenticator.type}, request=request
+    )

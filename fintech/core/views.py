@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 import redis
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -13,6 +14,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from . import customers, selectors
+from .audit import audit_record
+from .exceptions import ValidationFailed
 from .models import Customer
 from .permissions import permission_required
 
@@ -65,9 +68,24 @@ CUSTOMERS_PAGE_SIZE = 50
 @permission_required("core.view_customers")
 def customer_list(request: HttpRequest) -> HttpResponse:
     filters = {name: request.GET.get(name, "").strip()[:100] for name in ("q", "kyc_status", "risk_rating")}
+    tax_id = ""
+    if request.method == "POST":
+        # An exact tax-id search, sent by POST so the value stays out of access logs and history.
+        if not request.user.has_perm("core.reveal_sensitive"):
+            raise PermissionDenied("Your role may not search by tax id.")
+        tax_id = request.POST.get("tax_id", "").strip()[:64]
+        if not tax_id:
+            raise ValidationFailed("Enter a tax id to search for.", field="tax_id")
     customers = selectors.customer_search(
-        query=filters["q"], kyc_status=filters["kyc_status"], risk_rating=filters["risk_rating"]
+        query=filters["q"], kyc_status=filters["kyc_status"], risk_rating=filters["risk_rating"], tax_id=tax_id
     )
+    if tax_id:
+        audit_record(
+            actor=request.user,
+            action="customer.searched_by_tax_id",
+            details={"matches": customers.count()},
+            request=request,
+        )
     page = Paginator(customers, CUSTOMERS_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,
@@ -75,8 +93,12 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         "query": urlencode({name: value for name, value in filters.items() if value}),
         "kyc_statuses": Customer.KycStatus.choices,
         "risk_ratings": Customer.RiskRating.choices,
+        "tax_id_search": bool(tax_id),
     }
-    return render(request, "core/customer_list.html", context)
+    response = render(request, "core/customer_list.html", context)
+    if tax_id:
+        response["Cache-Control"] = "no-store"
+    return response
 
 
 def _customer_page(request: HttpRequest, customer: Customer, *, revealed: dict | None = None, status: int = 200):

@@ -224,8 +224,10 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
-# django-axes owns sign-in lockout (below); allauth's softer login limit would pre-empt it.
-ACCOUNT_RATE_LIMITS = {"login_failed": None}
+# allauth's "login_failed" limit caps second-factor guesses (keyed per user): 11 per 5 minutes.
+# It also counts passwords per username; one more than axes' limit (below) lets the attempt after a
+# lockout reach axes, which answers with its 30-minute lock.
+ACCOUNT_RATE_LIMITS = {"login_failed": "11/300s/key"}
 # Second factors: TOTP with recovery codes, secrets encrypted by the keyring (MFAAdapter).
 MFA_ADAPTER = "fintech.core.accounts.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]

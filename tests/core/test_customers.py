@@ -125,11 +125,19 @@ def test_pages_show_masked_values_only(client, customer, ops_member):
     assert b"Reveal" not in detail.content  # ops may not reveal
 
 
-def test_search_finds_an_exact_tax_id_through_its_blind_index(client, customer, ops_member):
+def test_exact_tax_id_search_is_for_roles_that_may_reveal_and_audited(client, customer, ops_member, compliance_officer):
     login_with_mfa(client, ops_member)
-    found = client.get("/customers/", {"q": "123 45 6789"}).context["page"]
-    assert [c.pk for c in found] == [customer.pk]
-    assert list(client.get("/customers/", {"q": "123-45-678"}).context["page"]) == []
+    assert list(client.get("/customers/", {"q": TAX_ID}).context["page"]) == []  # names and emails only
+    assert client.post("/customers/", {"tax_id": TAX_ID}).status_code == 403
+    login_with_mfa(client, compliance_officer)
+    response = client.post("/customers/", {"tax_id": "123 45 6789"})
+    assert [c.pk for c in response.context["page"]] == [customer.pk]
+    assert response["Cache-Control"] == "no-store"
+    assert list(client.post("/customers/", {"tax_id": "123-45-678"}).context["page"]) == []
+    assert client.post("/customers/", {"tax_id": " "}).status_code == 400
+    searches = AuditEvent.objects.filter(action="customer.searched_by_tax_id").order_by("seq")
+    assert [(e.actor_label, e.details) for e in searches] == [("carla", {"matches": 1}), ("carla", {"matches": 0})]
+    assert TAX_ID not in str(list(searches.values_list("details", flat=True)))
 
 
 def test_a_compliance_officer_reveals_one_value_and_it_is_audited(client, customer, compliance_officer):

@@ -61,3 +61,13 @@ def test_client_address_behind_trusted_proxies(proxies, forwarded_for, remote, e
     request = RequestFactory().get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded_for)
     with override_settings(TRUSTED_PROXY_COUNT=proxies):
         assert client_ip(request) == expected
+
+
+def test_a_different_case_of_the_username_counts_against_the_same_lock(client, staff_user):
+    for attempt in range(10):
+        _attempt(client, "wrong-password-123", f"198.51.100.{attempt + 1}")
+    response = client.post(
+        "/accounts/login/", {"login": "STAFF", "password": DEFAULT_PASSWORD}, REMOTE_ADDR="203.0.113.50"
+    )
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session

@@ -129,3 +129,13 @@ def test_a_secret_stored_in_clear_is_refused(client, officer):
     _password_step(client)
     with pytest.raises(Exception, match="stored unencrypted"):
         client.post("/accounts/2fa/authenticate/", {"code": "123456"})
+
+
+def test_second_factor_guesses_are_capped_and_audited(client, officer, officer_secret):
+    _password_step(client)
+    for _ in range(11):
+        assert client.post("/accounts/2fa/authenticate/", {"code": "000000"}).status_code == 200
+    refused = client.post("/accounts/2fa/authenticate/", {"code": totp_code(officer_secret)})
+    assert refused.status_code == 200 and b"Too many failed" in refused.content
+    assert "_auth_user_id" not in client.session
+    assert AuditEvent.objects.filter(action="auth.mfa_failed", target_id=str(officer.pk)).count() == 11
