@@ -70,11 +70,24 @@ def _plain_json(details: dict[str, Any] | None) -> dict[str, Any]:
     except (TypeError, ValueError) as error:
         raise AuditDetailsError(f"audit details must be plain JSON: {error}") from None
     decoded = json.loads(encoded)
+    if _contains_float(decoded):
+        # jsonb rewrites some floats (1e16 reads back as an integer, -0.0 as 0): the hash would not verify.
+        raise AuditDetailsError("audit details must not contain floats; use integers (minor units) or strings")
     if not isinstance(decoded, dict):
         raise AuditDetailsError("audit details must be a JSON object")
     if "\x00" in encoded or "\\u0000" in encoded:
         raise AuditDetailsError("audit details must not contain NUL characters")
     return decoded
+
+
+def _contains_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_contains_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_contains_float(item) for item in value)
+    return False
 
 
 def _actor_fields(actor) -> dict[str, str]:

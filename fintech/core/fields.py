@@ -32,6 +32,8 @@ class _DecryptingDescriptor:
     def __get__(self, instance, owner=None):
         if instance is None:
             return self
+        if self.field.attname not in instance.__dict__:  # deferred (.only()/.defer()): load it now
+            instance.refresh_from_db(fields=[self.field.attname])
         value = instance.__dict__.get(self.field.attname)
         if isinstance(value, Ciphertext):
             value = self.field.decrypt_for(instance, value)

@@ -15,10 +15,15 @@ from django.http import HttpRequest
 
 
 def _valid(address: str) -> str | None:
+    """The address in the form PostgreSQL's inet stores it (so audit hashes verify after a round trip):
+    no IPv6 zone id, and an IPv4-mapped IPv6 address as plain IPv4."""
     try:
-        return ipaddress.ip_address(address.strip()).compressed
+        parsed = ipaddress.ip_address(address.strip().split("%", 1)[0])
     except ValueError:
         return None
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        parsed = parsed.ipv4_mapped
+    return parsed.compressed
 
 
 def client_ip(request: HttpRequest) -> str | None:

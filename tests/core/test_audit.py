@@ -153,3 +153,21 @@ def test_the_nightly_task_records_its_result_in_the_trail():
     assert (verification.ok, verification.triggered_by) == (True, "beat")
     last = AuditEvent.objects.order_by("-seq").first()
     assert (last.action, last.actor_label, last.target_id) == ("audit.chain_verified", "beat", str(verification.pk))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("remote", "stored"),
+    [("::ffff:203.0.113.7", "203.0.113.7"), ("fe80::1%eth0", "fe80::1"), ("2001:db8:0:0::1", "2001:db8::1")],
+)
+def test_addresses_are_hashed_as_stored_so_the_chain_verifies(remote, stored):
+    audit_record(actor=None, action="auth.login_failed", request=RequestFactory().post("/", REMOTE_ADDR=remote))
+    event = AuditEvent.objects.get()
+    assert event.ip_address == stored
+    assert audit_chain_check().ok
+
+
+@pytest.mark.django_db
+def test_floats_are_refused_in_details():
+    with pytest.raises(AuditDetailsError, match="must not contain floats"):
+        audit_record(actor=None, action="x.y", details={"amount": {"value": 1e16}})

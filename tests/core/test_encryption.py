@@ -190,3 +190,10 @@ def test_rotation_covers_mfa_secrets_and_codes_still_work_after(capsys):
         assert totp.validate_code(totp_code(secret))
         recovery = RecoveryCodes(Authenticator.objects.get(user=officer, type=Authenticator.Type.RECOVERY_CODES))
         assert recovery.get_unused_codes() == codes
+
+
+def test_a_deferred_encrypted_field_is_loaded_when_read():
+    customer = _customer()
+    deferred = Customer.objects.only("legal_name").get(pk=customer.pk)
+    assert deferred.tax_id == TAX_ID
+    assert deferred.date_of_birth == datetime.date(1815, 12, 10)
