@@ -1,5 +1,6 @@
 """The core app's pages: the health endpoint and the customer pages."""
 
+import logging
 from urllib.parse import urlencode
 
 import redis
@@ -16,8 +17,11 @@ from django.views.decorators.http import require_POST, require_safe
 from . import customers, selectors
 from .audit import audit_record
 from .exceptions import ValidationFailed
+from .fields import EncryptedValueError
 from .models import Customer
 from .permissions import permission_required
+
+logger = logging.getLogger(__name__)
 
 
 def _check_database() -> dict:
@@ -101,20 +105,25 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _sensitive_rows(customer: Customer, revealed: dict) -> list[dict]:
+    rows = []
+    for name in customers.SENSITIVE_FIELDS:
+        label = customers.SENSITIVE_LABELS[name]
+        try:
+            value = getattr(customer, name)
+        except EncryptedValueError:
+            # One unreadable value (its key is missing, or it was altered) must not hide the rest.
+            logger.error("customer %s: %s cannot be decrypted", customer.pk, name)
+            rows.append({"name": name, "label": label, "unreadable": True})
+            continue
+        shown = _display(name, revealed[name]) if name in revealed else customers.mask(name, value)
+        empty = value in (None, "")
+        rows.append({"name": name, "label": label, "shown": shown, "revealed": name in revealed, "empty": empty})
+    return rows
+
+
 def _customer_page(request: HttpRequest, customer: Customer, *, revealed: dict | None = None, status: int = 200):
-    revealed = revealed or {}
-    sensitive = [
-        {
-            "name": name,
-            "label": customers.SENSITIVE_LABELS[name],
-            "shown": _display(name, revealed[name])
-            if name in revealed
-            else customers.mask(name, getattr(customer, name)),
-            "revealed": name in revealed,
-            "empty": getattr(customer, name) in (None, ""),
-        }
-        for name in customers.SENSITIVE_FIELDS
-    ]
+    sensitive = _sensitive_rows(customer, revealed or {})
     context = {
         "customer": customer,
         "sensitive": sensitive,

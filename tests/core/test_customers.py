@@ -189,3 +189,15 @@ def test_the_admin_shows_customers_masked_and_read_only(client, customer, django
     assert "•••••6789".encode() in page.content
     assert TAX_ID.encode() not in page.content and b"1815" not in page.content
     assert client.post(f"/admin/core/customer/{customer.pk}/change/", {"legal_name": "X"}).status_code == 403
+
+
+def test_an_unreadable_value_is_marked_and_the_rest_of_the_page_shown(client, customer, compliance_officer):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE core_customer SET tax_id = address WHERE id = %s", [customer.pk])
+    login_with_mfa(client, compliance_officer)
+    response = client.get(f"/customers/{customer.pk}/")
+    assert response.status_code == 200
+    assert b"unreadable: see the error log" in response.content
+    assert "••••-••-••".encode() in response.content  # the other fields still shown, masked
