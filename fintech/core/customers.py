@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 
 from .audit import audit_record
 from .exceptions import InvalidTransition, NotAllowed, ValidationFailed
@@ -92,7 +93,10 @@ def customer_update(*, customer: Customer, actor, request: HttpRequest | None = 
     for name in changed:
         setattr(locked, name, changes[name])
     _clean(locked)
-    locked.save()
+    # Only what changed (and what derives from it): an update never writes statuses, which only
+    # the transition services change.
+    derived = ["tax_id_index"] if "tax_id" in changed else []
+    locked.save(update_fields=[*changed, *derived, "updated_at"])
     audit_record(
         actor=actor,
         action="customer.updated",
@@ -117,10 +121,12 @@ def _transition(*, customer: Customer, field: str, target: str, allowed: set[str
     if allowed is not None and target not in allowed:
         raise InvalidTransition(f"{field.replace('_', ' ').capitalize()} cannot go from {current} to {target}.")
     # Conditional update: it applies only if nobody changed the status since it was read.
-    updated = Customer.objects.filter(pk=customer.pk, **{field: current}).update(**{field: target})
+    now = timezone.now()
+    updated = Customer.objects.filter(pk=customer.pk, **{field: current}).update(**{field: target, "updated_at": now})
     if updated != 1:
         raise InvalidTransition("The customer was changed by someone else meanwhile; reload and try again.")
     setattr(customer, field, target)
+    customer.updated_at = now
     audit_record(
         actor=actor,
         action=f"customer.{field}_changed",

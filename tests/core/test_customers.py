@@ -201,3 +201,18 @@ def test_an_unreadable_value_is_marked_and_the_rest_of_the_page_shown(client, cu
     assert response.status_code == 200
     assert b"unreadable: see the error log" in response.content
     assert "••••-••-••".encode() in response.content  # the other fields still shown, masked
+
+
+def test_an_update_from_a_stale_copy_keeps_a_newer_status_and_transitions_stamp_updated_at(
+    customer, compliance_officer
+):
+    stale = Customer.objects.get(pk=customer.pk)
+    before = stale.updated_at
+    customers.customer_set_kyc_status(customer=customer, status="pending", actor=compliance_officer, reason="docs")
+    assert Customer.objects.get(pk=customer.pk).updated_at > before
+    customers.customer_update(customer=stale, actor=compliance_officer, phone="+44 20 7946 0001")
+    fresh = Customer.objects.get(pk=customer.pk)
+    assert (fresh.kyc_status, fresh.phone) == ("pending", "+44 20 7946 0001")
+    customers.customer_update(customer=fresh, actor=compliance_officer, tax_id="555-55-5555")
+    index = Customer._meta.get_field("tax_id_index").lookup_value("555-55-5555")
+    assert Customer.objects.filter(pk=customer.pk, tax_id_index=index).exists()
