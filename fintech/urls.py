@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from fintech import views
 from fintech.core import views as core_views
 from fintech.core.views import healthz
+from payments import webhooks
 
 admin.site.site_header = "Fintech operations — administration"
 admin.site.site_title = "Fintech admin"
@@ -17,6 +18,10 @@ urlpatterns = [
     path("customers/<int:pk>/", core_views.customer_detail, name="customer_detail"),
     path("customers/<int:pk>/reveal/", core_views.customer_reveal, name="customer_reveal"),
     path("customers/<int:pk>/<str:kind>/", core_views.customer_change_status, name="customer_change_status"),
+    path("payments/", include("payments.urls")),
+    path("api/", include("payments.api_urls")),
+    path("webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
+    path("webhooks/braintree/", webhooks.braintree_webhook, name="braintree_webhook"),
     path("healthz", healthz, name="healthz"),
     path("healthz/", healthz),
     path("accounts/", include("allauth.urls")),

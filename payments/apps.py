@@ -6,3 +6,17 @@ class PaymentsConfig(AppConfig):
 
     name = "payments"
     verbose_name = "Payments"
+    standard_schedules = [
+        {
+            "name": "payments: retry failed and lost webhooks",
+            "task": "payments.sweep_webhooks",
+            "description": "Re-enqueues failed webhook events due for retry and received ones whose task was lost.",
+            "every_seconds": 30,
+        },
+        {
+            "name": "payments: dunning retries",
+            "task": "payments.run_dunning",
+            "description": "Retries failed payments whose dunning step is due (PAYMENTS_DUNNING_RETRY_HOURS).",
+            "every_seconds": 60,
+        },
+    ]

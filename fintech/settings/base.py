@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "axes",
     "csp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # Domain apps, in dependency order: each may import only those above it.
     "fintech.core",
     "payments",
@@ -196,6 +199,56 @@ def development_keys(var_dir: Path) -> tuple[str, str]:
     if not index_path.is_file():
         embedded.write_private_file(index_path, secrets.token_urlsafe(48), replace=False)
     return keys_path.read_text().strip(), index_path.read_text().strip()
+
+
+# --------------------------------------------------------------------------- payment gateways
+# Stripe: secret API key, webhook endpoint secrets (comma-separated; every one is accepted, so a
+# new secret can be added before the old one is removed) and the API base URL (the sandbox
+# stand-in in development and tests). Unset keys make the gateway "not configured".
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+# Seconds a signed Stripe timestamp may be old, and may lie in the future.
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Braintree: merchant id, API key pair and environment: "sandbox", "production" or the base URL of
+# a local stand-in such as http://127.0.0.1:8765.
+BRAINTREE_MERCHANT_ID = env.str("BRAINTREE_MERCHANT_ID", default="")
+BRAINTREE_PUBLIC_KEY = env.str("BRAINTREE_PUBLIC_KEY", default="")
+BRAINTREE_PRIVATE_KEY = env.str("BRAINTREE_PRIVATE_KEY", default="")
+BRAINTREE_ENVIRONMENT = env.str("BRAINTREE_ENVIRONMENT", default="sandbox")
+# Currency of the Braintree merchant account, for notifications that do not state one.
+BRAINTREE_CURRENCY = env.str("BRAINTREE_CURRENCY", default="USD")
+# Largest webhook body accepted (bytes); larger deliveries get 413 and are not stored.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Webhook processing: failed events are retried after BASE, doubling up to MAX seconds, at most
+# MAX_ATTEMPTS times; a received event with no outcome after STALE seconds is enqueued again.
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
+WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+WEBHOOK_STALE_SECONDS = env.int("WEBHOOK_STALE_SECONDS", default=120)
+# Dunning: hours after the failure (then after each retry) at which a failed payment is retried.
+PAYMENTS_DUNNING_RETRY_HOURS = env.list("PAYMENTS_DUNNING_RETRY_HOURS", cast=int, default=[24, 72, 168])
+# Where the sandbox stand-in listens and where it delivers webhooks (development and demo only).
+SANDBOX_PORT = env.int("SANDBOX_PORT", default=8765)
+SANDBOX_WEBHOOK_TARGET = env.str("SANDBOX_WEBHOOK_TARGET", default="http://127.0.0.1:8000")
+
+
+def development_gateway_credentials(var_dir: Path) -> dict[str, str]:
+    """Random sandbox credentials kept under var/, shared by the app and the sandbox stand-in."""
+    import json
+    import secrets
+
+    path = var_dir / "sandbox-credentials.json"
+    if not path.is_file():
+        values = {
+            "STRIPE_API_KEY": "sk_test_" + secrets.token_hex(16),
+            "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
+            "BRAINTREE_MERCHANT_ID": "sandbox" + secrets.token_hex(4),
+            "BRAINTREE_PUBLIC_KEY": secrets.token_hex(8),
+            "BRAINTREE_PRIVATE_KEY": secrets.token_hex(16),
+        }
+        embedded.write_private_file(path, json.dumps(values, indent=2), replace=False)
+    return json.loads(path.read_text())
 
 
 # --------------------------------------------------------------------------- health

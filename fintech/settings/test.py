@@ -12,6 +12,12 @@ SECRET_KEY = secrets.token_urlsafe(64)
 # Fresh keys per run; tests that rotate keys override FIELD_ENCRYPTION_KEYS.
 FIELD_ENCRYPTION_KEYS = generate_key_entry("test1")
 BLIND_INDEX_KEY = secrets.token_urlsafe(48)
+# Gateway credentials of this run only; tests reach the sandbox stand-in, never the real services.
+STRIPE_API_KEY = "sk_test_" + secrets.token_hex(16)
+STRIPE_WEBHOOK_SECRETS = ["whsec_" + secrets.token_hex(24)]
+BRAINTREE_MERCHANT_ID = "test" + secrets.token_hex(4)
+BRAINTREE_PUBLIC_KEY = secrets.token_hex(8)
+BRAINTREE_PRIVATE_KEY = secrets.token_hex(16)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; never outside tests
 
 # A queue and key prefix of this run's own, so a worker of a running `make run` sharing the

@@ -1,0 +1,1 @@
+"""Models of the merchant REST API (API keys, idempotency records)."""

@@ -1,0 +1,3 @@
+"""The merchant REST API (mounted at /api/)."""
+
+urlpatterns: list = []

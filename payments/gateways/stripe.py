@@ -1,0 +1,104 @@
+"""Stripe adapter: a configured StripeClient and the calls the app makes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import stripe
+from django.conf import settings
+
+from . import GatewayError, GatewayNotConfigured
+
+if TYPE_CHECKING:
+    from payments.models import Payment
+
+_clients: dict[tuple[str, str], stripe.StripeClient] = {}
+
+
+def stripe_client() -> stripe.StripeClient:
+    if not settings.STRIPE_API_KEY:
+        raise GatewayNotConfigured("Stripe is not configured: set STRIPE_API_KEY", code="not_configured")
+    key = (settings.STRIPE_API_KEY, settings.STRIPE_API_BASE)
+    if key not in _clients:
+        _clients[key] = stripe.StripeClient(
+            settings.STRIPE_API_KEY,
+            base_addresses={"api": settings.STRIPE_API_BASE},
+            max_network_retries=2,
+        )
+    return _clients[key]
+
+
+def _gateway_error(exc: stripe.StripeError) -> GatewayError:
+    error = getattr(exc, "error", None)
+    code = getattr(error, "decline_code", None) or getattr(error, "code", None) or getattr(exc, "code", None) or ""
+    retryable = isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)) or ((exc.http_status or 0) >= 500)
+    message = getattr(error, "message", None) or exc.user_message or str(exc) or "Stripe request failed"
+    return GatewayError(str(message), code=str(code), retryable=retryable)
+
+
+def create_payment_intent(
+    *,
+    amount_minor: int,
+    currency: str,
+    payment_method: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+    description: str = "",
+    capture: bool = True,
+) -> dict[str, Any]:
+    """Create and confirm a PaymentIntent; a decline returns the intent with its last error."""
+    params: dict[str, Any] = {
+        "amount": amount_minor,
+        "currency": currency.lower(),
+        "payment_method": payment_method,
+        "confirm": True,
+        "metadata": metadata,
+        "capture_method": "automatic" if capture else "manual",
+        "payment_method_types": ["card"],
+    }
+    if description:
+        params["description"] = description
+    try:
+        intent = stripe_client().v1.payment_intents.create(params, {"idempotency_key": idempotency_key})
+    except stripe.CardError as exc:
+        error = _gateway_error(exc)
+        intent_data = getattr(getattr(exc, "error", None), "payment_intent", None)
+        if intent_data is not None:
+            return {"intent": _plain(intent_data), "declined": error}
+        raise error from None
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from None
+    return {"intent": _plain(intent), "declined": None}
+
+
+def create_refund(*, payment_intent_id: str, amount_minor: int, metadata: dict[str, str], idempotency_key: str) -> dict:
+    try:
+        refund = stripe_client().v1.refunds.create(
+            {"payment_intent": payment_intent_id, "amount": amount_minor, "metadata": metadata},
+            {"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from None
+    return _plain(refund)
+
+
+def retrieve_balance_transaction(balance_transaction_id: str) -> dict:
+    try:
+        return _plain(stripe_client().v1.balance_transactions.retrieve(balance_transaction_id))
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from None
+
+
+def retry_payment(payment: Payment) -> None:
+    try:
+        intent = stripe_client().v1.payment_intents.confirm(payment.gateway_payment_id)
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from None
+    if intent.status not in ("succeeded", "processing", "requires_capture"):
+        raise GatewayError(f"payment intent is {intent.status}", code=intent.status)
+
+
+def _plain(obj: Any) -> dict:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return dict(obj)

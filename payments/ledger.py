@@ -1,0 +1,120 @@
+"""The double-entry ledger: post an effect once, reverse it, read balances.
+
+Every effect of a gateway event (a capture, a fee, a refund, a dispute withdrawal, a payout) is
+one journal entry whose ``idempotency_key`` names the effect, not the delivery. The insert is
+``ON CONFLICT DO NOTHING``: a duplicate, a redelivered task or a second event describing the same
+effect (``payment_intent.succeeded`` and ``charge.succeeded``) posts nothing the second time and
+never raises, even when two transactions race (the second waits for the first and then skips).
+Balance and append-only rules are enforced by PostgreSQL (migration 0002), not only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Sum
+
+from .models import JournalEntry, LedgerAccount, LedgerAccountKind, Payment, Payout, Posting, WebhookEvent
+
+
+@dataclass(frozen=True)
+class Line:
+    """A posting to be made: positive debits, negative credits."""
+
+    kind: LedgerAccountKind
+    amount_minor: int
+
+
+class UnbalancedEntryError(ValueError):
+    pass
+
+
+def _account_ids(gateway: str, currency: str, kinds: set[str]) -> dict[str, int]:
+    LedgerAccount.objects.bulk_create(
+        [LedgerAccount(kind=kind, gateway=gateway, currency=currency) for kind in sorted(kinds)],
+        ignore_conflicts=True,
+    )
+    return dict(
+        LedgerAccount.objects.filter(gateway=gateway, currency=currency, kind__in=kinds).values_list("kind", "id")
+    )
+
+
+def ledger_post(
+    *,
+    key: str,
+    description: str,
+    occurred_at: datetime,
+    gateway: str,
+    currency: str,
+    lines: Sequence[Line],
+    payment: Payment | None = None,
+    payout: Payout | None = None,
+    webhook_event: WebhookEvent | None = None,
+    reverses: JournalEntry | None = None,
+) -> JournalEntry | None:
+    """Post ``lines`` once under ``key``; None when the key was posted before. Call inside a transaction."""
+    lines = [line for line in lines if line.amount_minor]
+    if not lines:
+        return None
+    if sum(line.amount_minor for line in lines) != 0:
+        raise UnbalancedEntryError(f"entry {key} does not balance: {lines}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO payments_journalentry"
+            " (idempotency_key, description, occurred_at, created_at,"
+            " payment_id, payout_id, webhook_event_id, reverses_id)"
+            " VALUES (%s, %s, %s, now(), %s, %s, %s, %s)"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            [
+                key,
+                description[:255],
+                occurred_at,
+                payment.pk if payment else None,
+                payout.pk if payout else None,
+                webhook_event.pk if webhook_event else None,
+                reverses.pk if reverses else None,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    accounts = _account_ids(gateway, currency, {line.kind for line in lines})
+    Posting.objects.bulk_create(
+        [
+            Posting(entry_id=row[0], account_id=accounts[line.kind], currency=currency, amount_minor=line.amount_minor)
+            for line in lines
+        ]
+    )
+    return JournalEntry(pk=row[0], idempotency_key=key)
+
+
+def ledger_reverse(*, key: str, original_key: str, description: str, occurred_at: datetime) -> JournalEntry | None:
+    """Post the opposite of the entry ``original_key`` once under ``key``; None if absent or done."""
+    original = JournalEntry.objects.filter(idempotency_key=original_key).first()
+    if original is None:
+        return None
+    postings = list(original.postings.select_related("account"))
+    return ledger_post(
+        key=key,
+        description=description,
+        occurred_at=occurred_at,
+        gateway=postings[0].account.gateway,
+        currency=postings[0].currency,
+        lines=[Line(LedgerAccountKind(posting.account.kind), -posting.amount_minor) for posting in postings],
+        payment=original.payment,
+        payout=original.payout,
+        reverses=original,
+    )
+
+
+def ledger_entry_exists(key: str) -> bool:
+    return JournalEntry.objects.filter(idempotency_key=key).exists()
+
+
+def ledger_unbalanced_currencies() -> dict[str, int]:
+    """Currencies whose postings do not sum to zero over the whole ledger (always empty)."""
+    totals = Posting.objects.values("currency").annotate(total=Sum("amount_minor"))
+    return {row["currency"]: row["total"] for row in totals if row["total"]}

@@ -1,0 +1,50 @@
+"""Payments tasks: thin, they fetch by id and call a service."""
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from fintech.core.celery_base import FintechTask, TransientError
+
+from .dunning import dunning_due_plan_ids, dunning_retry
+from .gateways import GatewayError
+from .inbox import webhook_process, webhook_sweep
+from .models import Payment
+
+
+@shared_task(name="payments.process_webhook_event", base=FintechTask, ignore_result=True)
+def process_webhook_event(event_id: int) -> None:
+    webhook_process(event_id=event_id)
+
+
+@shared_task(name="payments.sweep_webhooks", base=FintechTask)
+def sweep_webhooks() -> int:
+    return webhook_sweep()
+
+
+@shared_task(name="payments.fetch_stripe_fee", base=FintechTask, ignore_result=True)
+def fetch_stripe_fee(payment_id: int, balance_transaction_id: str) -> None:
+    """Stripe reports a charge's fee on its balance transaction, fetched once the charge succeeded."""
+    from .gateways.stripe import retrieve_balance_transaction
+    from .services import payment_record_fee
+
+    try:
+        balance_transaction = retrieve_balance_transaction(balance_transaction_id)
+    except GatewayError as exc:
+        if exc.retryable:
+            raise TransientError(str(exc)) from exc
+        raise
+    fee = int(balance_transaction.get("fee") or 0)
+    if not fee:
+        return
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment_record_fee(payment=payment, fee_minor=fee, reference=balance_transaction_id, occurred_at=timezone.now())
+
+
+@shared_task(name="payments.run_dunning", base=FintechTask)
+def run_dunning() -> int:
+    plan_ids = dunning_due_plan_ids()
+    for plan_id in plan_ids:
+        dunning_retry(plan_id=plan_id)
+    return len(plan_ids)
