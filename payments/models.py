@@ -142,6 +142,8 @@ class Payment(models.Model):
     # Decline code (e.g. Stripe "insufficient_funds", Braintree processor code "2001") and message.
     failure_code = models.CharField(max_length=100, blank=True, default="")
     failure_message = models.CharField(max_length=500, blank=True, default="")
+    # Gateway time of the latest failure: its code and message are kept whatever came after.
+    failed_at = models.DateTimeField(null=True, blank=True)
     card_brand = models.CharField(max_length=32, blank=True, default="")
     card_last4 = models.CharField(max_length=4, blank=True, default="")
     # Lower-cased payer email as the gateway reports it, for staff search.

@@ -105,9 +105,10 @@ def payment_apply_facts(*, facts: PaymentFacts, event: WebhookEvent | None = Non
         assign("metadata", facts.metadata)
         if payment.customer_id is None:
             assign("customer", _customer_from_metadata(facts.metadata))
-    if facts.failure_code and newer:
+    if facts.failure_code and (payment.failed_at is None or facts.occurred_at >= payment.failed_at):
         assign("failure_code", facts.failure_code[:100])
         assign("failure_message", facts.failure_message[:500])
+        assign("failed_at", facts.occurred_at)
     if facts.amount_captured_minor is not None and facts.amount_captured_minor > payment.amount_captured_minor:
         assign("amount_captured_minor", facts.amount_captured_minor)
 
