@@ -1,0 +1,102 @@
+"""Replay of stored events, and the dunning of failed payments."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from fintech.core.models import AuditEvent
+from payments.dunning import dunning_due_plan_ids, dunning_retry
+from payments.inbox import webhook_process, webhook_replay, webhook_sweep
+from payments.models import CustomerNotification, DunningPlan, Payment, WebhookEvent
+
+from .deliveries import braintree_sample, deliver_braintree, deliver_stripe, intent, stripe_event
+
+pytestmark = pytest.mark.django_db
+
+
+def replay(*args: str) -> str:
+    out = StringIO()
+    call_command("replay_webhooks", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_replay_runs_failed_events_and_leaves_processed_ones_alone(client, settings):
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_rp1", "succeeded", currency="xyz")))
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_rp2", "succeeded")))
+    for event in WebhookEvent.objects.all():
+        webhook_process(event_id=event.pk)
+    failed = WebhookEvent.objects.get(status="failed")
+    processed = WebhookEvent.objects.get(status="processed")
+
+    output = replay("--failed")
+    assert "1 selected" in output and "1 failed" in output
+    failed.refresh_from_db()
+    assert failed.attempts == 2
+    assert AuditEvent.objects.filter(action="webhook.replayed", target_id=str(failed.pk)).exists()
+
+    before = processed.processed_at
+    output = replay("--id", str(processed.pk))
+    processed.refresh_from_db()
+    assert "1 already processed or ignored" in output and processed.processed_at == before
+    assert webhook_replay(event=processed, actor=None).requeued is False
+
+
+def test_replay_by_type_and_since_and_bad_arguments(client):
+    deliver_stripe(client, stripe_event("payment_intent.created", intent("pi_rp3", "requires_payment_method")))
+    output = replay("--type", "payment_intent.created", "--since", "2000-01-01T00:00:00Z")
+    assert "1 selected" in output and "1 processed" in output
+    assert Payment.objects.get().gateway_payment_id == "pi_rp3"
+    with pytest.raises(CommandError, match="say which events"):
+        replay()
+    with pytest.raises(CommandError, match="no webhook event with id 999"):
+        replay("--id", "999")
+    with pytest.raises(CommandError, match="ISO 8601"):
+        replay("--since", "yesterday")
+
+
+def test_sweep_requeues_due_failures_and_lost_deliveries(client, settings):
+    settings.WEBHOOK_STALE_SECONDS = 0
+    deliver_stripe(client, stripe_event("payment_intent.created", intent("pi_sw1", "requires_payment_method")))
+    assert webhook_sweep() == 1  # received with no outcome: its task may have been lost
+
+
+def test_failed_braintree_sale_runs_its_dunning_plan_to_the_end(client, settings):
+    settings.PAYMENTS_DUNNING_RETRY_HOURS = [1, 2]
+    deliver_braintree(client, braintree_sample("transaction_settlement_declined", "bt_dun1"))
+    webhook_process(event_id=WebhookEvent.objects.get().pk)
+    plan = DunningPlan.objects.get()
+    assert plan.status == "active" and dunning_due_plan_ids() == []
+
+    for attempt in (1, 2):
+        DunningPlan.objects.filter(pk=plan.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        assert dunning_due_plan_ids() == [plan.pk]
+        # A one-off Braintree sale cannot be charged again without a stored payment method.
+        plan = dunning_retry(plan_id=plan.pk)
+        assert plan.attempts == attempt and plan.last_failure_code == "not_retryable"
+    assert plan.status == "exhausted" and plan.next_attempt_at is None
+    kinds = list(CustomerNotification.objects.order_by("pk").values_list("kind", flat=True))
+    assert kinds == ["payment_failed", "retry_scheduled", "retry_scheduled", "final_notice"]
+    assert Payment.objects.get().status == "failed"
+
+
+def test_a_later_success_recovers_the_plan(client):
+    error = {"decline_code": "card_declined", "message": "declined"}
+    now = int(timezone.now().timestamp())
+    deliver_stripe(
+        client,
+        stripe_event(
+            "payment_intent.payment_failed",
+            intent("pi_dun2", "requires_payment_method", last_payment_error=error),
+            created=now,
+        ),
+    )
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_dun2", "succeeded"), created=now + 60))
+    for event in WebhookEvent.objects.order_by("pk"):
+        webhook_process(event_id=event.pk)
+    assert DunningPlan.objects.get().status == "recovered"
+    assert CustomerNotification.objects.filter(kind="payment_recovered").count() == 1
