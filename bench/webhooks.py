@@ -1,0 +1,271 @@
+"""Webhook ingestion and processing throughput, on a scratch database.
+
+1. Ingestion: gunicorn (production settings, gthread workers) serves POST /webhooks/stripe/;
+   client processes send pre-signed deliveries of a realistic mix (payment lifecycles, fees,
+   refunds, duplicates) over keep-alive connections and record each latency. Prints accepted
+   deliveries per second and p50/p95/p99 latency.
+2. Processing: one Celery worker (one process) drains the tasks the endpoint enqueued; prints
+   events applied to payments and ledger per second.
+
+    .venv/bin/python bench/webhooks.py [--deliveries 20000] [--clients 2] [--threads 8] [--web-workers 2]
+
+Needs PostgreSQL and Redis (BENCH_DATABASE_SERVER, default postgres://postgres@127.0.0.1:5432;
+BENCH_REDIS_URL, default redis://127.0.0.1:6379/15, flushed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = str(BASE_DIR / ".venv" / "bin" / "python")
+SECRET = "whsec_" + secrets.token_hex(24)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def signed(event: dict) -> tuple[bytes, str]:
+    body = json.dumps(event)
+    timestamp = int(time.time())
+    digest = hmac.new(SECRET.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return body.encode(), f"t={timestamp},v1={digest}"
+
+
+def event_mix(count: int, run: str) -> list[dict]:
+    """Lifecycles of payments: created, processing, charge with fee, succeeded; some refunds; 5% duplicates."""
+    events: list[dict] = []
+    now = int(time.time())
+    n = 0
+    while len(events) < count:
+        pi = f"pi_{run}{n}"
+        amount = 500 + (n * 37) % 20000
+        base = {"id": pi, "object": "payment_intent", "amount": amount, "currency": "usd", "metadata": {}}
+        charge = {
+            "id": f"ch_{run}{n}",
+            "object": "charge",
+            "amount": amount,
+            "amount_captured": amount,
+            "currency": "usd",
+            "captured": True,
+            "payment_intent": pi,
+            "balance_transaction": {"id": f"txn_{run}{n}", "fee": amount * 29 // 1000 + 30},
+            "billing_details": {"email": f"payer{n}@example.com"},
+            "payment_method_details": {"card": {"brand": "visa", "last4": "4242"}},
+        }
+        lifecycle = [
+            ("payment_intent.created", {**base, "status": "requires_payment_method"}),
+            ("payment_intent.processing", {**base, "status": "processing"}),
+            ("charge.succeeded", charge),
+            ("payment_intent.succeeded", {**base, "status": "succeeded", "amount_received": amount}),
+        ]
+        if n % 5 == 0:
+            refund = {"id": f"re_{run}{n}", "object": "refund", "amount": amount // 2, "currency": "usd",
+                      "payment_intent": pi, "charge": charge["id"], "status": "succeeded"}
+            lifecycle.append(("charge.refund.updated", refund))
+        for index, (event_type, obj) in enumerate(lifecycle):
+            events.append({"id": f"evt_{run}{n}x{index}", "object": "event", "type": event_type,
+                           "created": now + index, "data": {"object": obj}})
+        n += 1
+    events = events[:count]
+    events += events[: count // 20]  # duplicate deliveries
+    return events
+
+
+def client_process(port: int, payloads: list[tuple[bytes, str]], threads: int, results) -> None:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    chunks = [payloads[i::threads] for i in range(threads)]
+
+    def run(chunk: list[tuple[bytes, str]]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        local: list[float] = []
+        local_statuses: dict[int, int] = {}
+        for body, signature in chunk:
+            started = time.perf_counter()
+            try:
+                connection.request("POST", "/webhooks/stripe/", body=body, headers={
+                    "Content-Type": "application/json", "Stripe-Signature": signature, "Host": "127.0.0.1"})
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+            except (ConnectionError, http.client.HTTPException, OSError):
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                status = 0
+            local.append(time.perf_counter() - started)
+            local_statuses[status] = local_statuses.get(status, 0) + 1
+        with lock:
+            latencies.extend(local)
+            for key, value in local_statuses.items():
+                statuses[key] = statuses.get(key, 0) + value
+
+    workers = [threading.Thread(target=run, args=(chunk,)) for chunk in chunks]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    results.put((latencies, statuses))
+
+
+def wait_for(port: int, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deliveries", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-threads", type=int, default=4)
+    args = parser.parse_args()
+
+    server = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+    database = "bench_webhooks"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {database}")
+    sys.path.insert(0, str(BASE_DIR))
+    from fintech.core.crypto import generate_key_entry
+
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": f"{server}/{database}",
+        "REDIS_URL": redis_url,
+        "FIELD_ENCRYPTION_KEYS": generate_key_entry("bench1"),
+        "BLIND_INDEX_KEY": secrets.token_urlsafe(48),
+        "STRIPE_WEBHOOK_SECRETS": SECRET,
+        "STRIPE_API_KEY": "sk_test_bench",
+        "SECURE_SSL_REDIRECT": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    manage = [PYTHON, str(BASE_DIR / "manage.py")]
+    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True, cwd=BASE_DIR)
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+
+    run = secrets.token_hex(3)
+    payloads = [signed(event) for event in event_mix(args.deliveries, run)]
+    port = free_port()
+    web = subprocess.Popen(
+        [str(BASE_DIR / ".venv" / "bin" / "gunicorn"), "fintech.wsgi", "-b", f"127.0.0.1:{port}",
+         "-w", str(args.web_workers), "-k", "gthread", "--threads", str(args.web_threads),
+         "--keep-alive", "30", "--log-level", "warning"],
+        env=env, cwd=BASE_DIR,
+    )
+    try:
+        wait_for(port)
+        # Warm-up: each worker loads the app and opens its connections.
+        warm = [signed({"id": f"evt_warm{i}", "object": "event", "type": "ping", "created": int(time.time()),
+                        "data": {"object": {"id": "x"}}}) for i in range(200)]
+        queue: multiprocessing.Queue = multiprocessing.Queue()
+        client_process(port, warm, 4, queue)
+        queue.get()
+
+        shares = [payloads[i :: args.clients] for i in range(args.clients)]
+        started = time.perf_counter()
+        clients = [multiprocessing.Process(target=client_process, args=(port, share, args.threads, queue)) for share in shares]
+        for client in clients:
+            client.start()
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        for _ in clients:
+            chunk, chunk_statuses = queue.get()
+            latencies.extend(chunk)
+            for key, value in chunk_statuses.items():
+                statuses[key] = statuses.get(key, 0) + value
+        for client in clients:
+            client.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(30)
+
+    with psycopg.connect(f"{server}/{database}") as db:
+        stored = db.execute("SELECT count(*) FROM payments_webhookevent WHERE event_type <> 'ping'").fetchone()[0]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"ingestion: {len(payloads)} deliveries ({len(payloads) - stored} duplicates) by {args.clients}x{args.threads} "
+          f"client threads, gunicorn {args.web_workers} workers x {args.web_threads} threads")
+    print(f"  statuses {statuses}; stored {stored} events")
+    print(f"  {len(payloads) / elapsed:,.0f} deliveries/s; latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
+          f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms")
+
+    # Processing: one worker process drains the queue the endpoint filled.
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "fintech", "worker", "--pool", "solo", "--loglevel", "WARNING",
+         "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        env=env, cwd=BASE_DIR,
+    )
+    try:
+        with psycopg.connect(f"{server}/{database}", autocommit=True) as db:
+            def done() -> int:
+                return db.execute(
+                    "SELECT count(*) FROM payments_webhookevent WHERE status <> 'received' AND event_type <> 'ping'"
+                ).fetchone()[0]
+
+            while done() == 0:
+                time.sleep(0.05)
+            first, started = done(), time.perf_counter()
+            while (count := done()) < stored:
+                if time.perf_counter() - started > 600:
+                    break
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+            failed = db.execute("SELECT count(*) FROM payments_webhookevent WHERE status = 'failed'").fetchone()[0]
+            entries = db.execute("SELECT count(*) FROM payments_journalentry").fetchone()[0]
+            unbalanced = db.execute(
+                "SELECT count(*) FROM (SELECT currency FROM payments_posting GROUP BY currency"
+                " HAVING sum(amount_minor) <> 0) t"
+            ).fetchone()[0]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    print(f"processing: one worker (solo pool) applied {count - first} events in {elapsed:.1f} s = "
+          f"{(count - first) / elapsed:,.0f} events/s; {failed} failed; {entries} journal entries; "
+          f"ledger {'balanced' if not unbalanced else 'UNBALANCED'}")
+
+
+if __name__ == "__main__":
+    main()
