@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -28,14 +29,57 @@ logger = logging.getLogger("fintech.payments.inbox")
 DONE = (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED)
 
 
+DRAIN_FLAG = "payments:webhook-drain-queued"
+DRAIN_BATCH = 200
+
+
+def webhook_drain_request() -> None:
+    """After a delivery commits: queue one drain task unless one is already queued (coalesced).
+
+    Publishing a Celery message costs more than storing the delivery; at high rates one drain
+    task per burst applies every waiting event instead of one task per event.
+    """
+    from .tasks import drain_webhooks
+
+    if cache.add(DRAIN_FLAG, 1, timeout=settings.WEBHOOK_STALE_SECONDS):
+        enqueue_on_commit(drain_webhooks)
+
+
+def webhook_drain(*, max_events: int = 100_000) -> int:
+    """Apply received events oldest first until none is left; the number applied.
+
+    The queued flag is cleared before each look, so a delivery committed after the last look
+    finds no flag and queues a drain of its own: nothing waits for the sweep.
+    """
+    applied = 0
+    while applied < max_events:
+        cache.delete(DRAIN_FLAG)
+        batch = list(
+            WebhookEvent.objects.filter(status=WebhookEventStatus.RECEIVED)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:DRAIN_BATCH]
+        )
+        if not batch:
+            break
+        for event_id in batch:
+            webhook_process(event_id=event_id, skip_locked=True)
+        applied += len(batch)
+    return applied
+
+
 def retry_delay(attempts: int) -> timedelta:
     base = settings.WEBHOOK_RETRY_BASE_SECONDS
     return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), settings.WEBHOOK_RETRY_MAX_SECONDS))
 
 
-def webhook_process(*, event_id: int) -> WebhookEvent:
+def webhook_process(*, event_id: int, skip_locked: bool = False) -> WebhookEvent | None:
+    """Apply one event; with ``skip_locked``, None when another worker holds it right now."""
     with transaction.atomic():
-        event = WebhookEvent.objects.select_for_update().get(pk=event_id)
+        event = WebhookEvent.objects.select_for_update(skip_locked=skip_locked).filter(pk=event_id).first()
+        if event is None:
+            if skip_locked:
+                return None
+            raise WebhookEvent.DoesNotExist(f"no webhook event {event_id}")
         if event.status in DONE:
             return event
         event.attempts += 1
@@ -87,8 +131,8 @@ def webhook_replay(*, event: WebhookEvent, actor, request=None, inline: bool = F
         if not inline:
             enqueue_on_commit(process_webhook_event, event.pk)
     if inline:
-        event = webhook_process(event_id=event.pk)
-        return ReplayResult(True, event.status)
+        processed = webhook_process(event_id=event.pk)
+        return ReplayResult(True, processed.status if processed else "in progress elsewhere")
     return ReplayResult(True, "queued")
 
 

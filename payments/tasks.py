@@ -8,13 +8,19 @@ from fintech.core.celery_base import FintechTask, TransientError
 
 from .dunning import dunning_due_plan_ids, dunning_retry
 from .gateways import GatewayError
-from .inbox import webhook_process, webhook_sweep
+from .inbox import webhook_drain, webhook_process, webhook_sweep
 from .models import Payment
 
 
 @shared_task(name="payments.process_webhook_event", base=FintechTask, ignore_result=True)
 def process_webhook_event(event_id: int) -> None:
     webhook_process(event_id=event_id)
+
+
+@shared_task(name="payments.drain_webhooks", base=FintechTask, ignore_result=True)
+def drain_webhooks() -> None:
+    """Queued (coalesced) by the webhook endpoints: applies every received event."""
+    webhook_drain()
 
 
 @shared_task(name="payments.sweep_webhooks", base=FintechTask)

@@ -35,9 +35,9 @@ from django.views.decorators.http import require_POST
 
 from fintech.core.audit import SystemActor, audit_record
 from fintech.core.network import client_ip
-from fintech.core.queue import enqueue_on_commit
 
 from .gateways.braintree import braintree_gateway
+from .inbox import webhook_drain_request
 from .models import Gateway
 
 logger = logging.getLogger("fintech.payments.webhooks")
@@ -252,8 +252,6 @@ def _refuse(request: HttpRequest, provider: str, rejection: WebhookRejected) -> 
 
 
 def _receive(request: HttpRequest, provider: str) -> HttpResponse:
-    from .tasks import process_webhook_event
-
     try:
         body = _read_body(request)
         if provider == Gateway.STRIPE:
@@ -271,7 +269,7 @@ def _receive(request: HttpRequest, provider: str) -> HttpResponse:
     )
     if stored_id is None:
         return JsonResponse({"received": True, "duplicate": True})
-    enqueue_on_commit(process_webhook_event, stored_id)
+    webhook_drain_request()
     return JsonResponse({"received": True})
 
 

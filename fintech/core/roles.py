@@ -15,6 +15,7 @@ ROLES: dict[str, list[str]] = {
     "ops": [
         "core.access_dashboard",
         "core.view_payments",
+        "core.operate_payments",
         "core.view_banking",
         "core.view_customers",
         "django_celery_beat.view_periodictask",
@@ -58,7 +59,11 @@ def roles_install(apps=global_apps) -> None:
         group, _ = group_model.objects.get_or_create(name=role)
         for code in codes:
             app_label, codename = code.split(".")
-            group.permissions.add(permission_model.objects.get(content_type__app_label=app_label, codename=codename))
+            permission = permission_model.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            # A permission declared by a later migration does not exist yet in an earlier one's
+            # state; the migration that declares it (or post_migrate) grants it.
+            if permission is not None:
+                group.permissions.add(permission)
 
 
 def install_after_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs) -> None:

@@ -100,3 +100,18 @@ def test_a_later_success_recovers_the_plan(client):
         webhook_process(event_id=event.pk)
     assert DunningPlan.objects.get().status == "recovered"
     assert CustomerNotification.objects.filter(kind="payment_recovered").count() == 1
+
+
+def test_deliveries_queue_one_coalesced_drain_that_applies_them_all(client):
+    from django.core.cache import cache
+
+    from payments.inbox import DRAIN_FLAG, webhook_drain
+
+    cache.delete(DRAIN_FLAG)
+    for n in range(3):
+        deliver_stripe(client, stripe_event("payment_intent.succeeded", intent(f"pi_drain{n}", "succeeded")))
+    assert cache.get(DRAIN_FLAG) == 1  # one drain queued for the burst
+    assert webhook_drain() == 3
+    assert cache.get(DRAIN_FLAG) is None  # the next delivery queues a drain of its own
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Payment.objects.filter(status="succeeded").count() == 3
