@@ -75,6 +75,11 @@ def retry_delay(attempts: int) -> timedelta:
 def webhook_process(*, event_id: int, skip_locked: bool = False) -> WebhookEvent | None:
     """Apply one event; with ``skip_locked``, None when another worker holds it right now."""
     with transaction.atomic():
+        # Without waiting for the WAL flush: a crash can only lose whole processing transactions,
+        # which leaves their events "received" for the sweep to apply again. Deliveries
+        # themselves are stored with a synchronous commit before the gateway gets its 200.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
         event = WebhookEvent.objects.select_for_update(skip_locked=skip_locked).filter(pk=event_id).first()
         if event is None:
             if skip_locked:
