@@ -25,7 +25,7 @@ ACCESS = {
     "/customers/1/": {"ops", "compliance"},
 }
 # URL names that are not staff dashboard pages.
-NOT_DASHBOARD = {"healthz", None}
+NOT_DASHBOARD = {"healthz", "stripe_webhook", "braintree_webhook", None}
 
 
 def _dashboard_url_names() -> set[str]:
