@@ -300,7 +300,11 @@ def dispute_apply_facts(*, facts: DisputeFacts, event: WebhookEvent | None = Non
         dispute.status, dispute.status_event_at = facts.status, facts.occurred_at
         if facts.status in DISPUTE_RULES.final:
             dispute.closed_at = facts.occurred_at
-    if facts.evidence_due_by and (dispute.evidence_due_by is None or facts.occurred_at >= dispute.status_event_at):
+    if facts.evidence_due_by and (
+        dispute.evidence_due_by is None
+        or dispute.status_event_at is None
+        or facts.occurred_at >= dispute.status_event_at
+    ):
         dispute.evidence_due_by = facts.evidence_due_by
     dispute.reason = dispute.reason or facts.reason[:100]
     if facts.opened_at and facts.opened_at < dispute.opened_at:

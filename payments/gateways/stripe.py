@@ -59,7 +59,10 @@ def create_payment_intent(
     if description:
         params["description"] = description
     try:
-        intent = stripe_client().v1.payment_intents.create(params, {"idempotency_key": idempotency_key})
+        intent = stripe_client().v1.payment_intents.create(
+            params,  # type: ignore[arg-type]  # built as a plain dict; the SDK's TypedDict is total
+            {"idempotency_key": idempotency_key},
+        )
     except stripe.CardError as exc:
         error = _gateway_error(exc)
         intent_data = getattr(getattr(exc, "error", None), "payment_intent", None)
