@@ -81,12 +81,26 @@ def event_mix(count: int, run: str) -> list[dict]:
             ("payment_intent.succeeded", {**base, "status": "succeeded", "amount_received": amount}),
         ]
         if n % 5 == 0:
-            refund = {"id": f"re_{run}{n}", "object": "refund", "amount": amount // 2, "currency": "usd",
-                      "payment_intent": pi, "charge": charge["id"], "status": "succeeded"}
+            refund = {
+                "id": f"re_{run}{n}",
+                "object": "refund",
+                "amount": amount // 2,
+                "currency": "usd",
+                "payment_intent": pi,
+                "charge": charge["id"],
+                "status": "succeeded",
+            }
             lifecycle.append(("charge.refund.updated", refund))
         for index, (event_type, obj) in enumerate(lifecycle):
-            events.append({"id": f"evt_{run}{n}x{index}", "object": "event", "type": event_type,
-                           "created": now + index, "data": {"object": obj}})
+            events.append(
+                {
+                    "id": f"evt_{run}{n}x{index}",
+                    "object": "event",
+                    "type": event_type,
+                    "created": now + index,
+                    "data": {"object": obj},
+                }
+            )
         n += 1
     events = events[:count]
     events += events[: count // 20]  # duplicate deliveries
@@ -106,8 +120,12 @@ def client_process(port: int, payloads: list[tuple[bytes, str]], threads: int, r
         for body, signature in chunk:
             started = time.perf_counter()
             try:
-                connection.request("POST", "/webhooks/stripe/", body=body, headers={
-                    "Content-Type": "application/json", "Stripe-Signature": signature, "Host": "127.0.0.1"})
+                connection.request(
+                    "POST",
+                    "/webhooks/stripe/",
+                    body=body,
+                    headers={"Content-Type": "application/json", "Stripe-Signature": signature, "Host": "127.0.0.1"},
+                )
                 response = connection.getresponse()
                 response.read()
                 status = response.status
@@ -181,7 +199,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     manage = [PYTHON, str(BASE_DIR / "manage.py")]
-    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True, cwd=BASE_DIR)
+    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True, cwd=BASE_DIR)  # noqa: S603
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
@@ -189,24 +207,50 @@ def main() -> None:
     run = secrets.token_hex(3)
     payloads = [signed(event) for event in event_mix(args.deliveries, run)]
     port = free_port()
-    web = subprocess.Popen(
-        [str(BASE_DIR / ".venv" / "bin" / "gunicorn"), "fintech.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", str(args.web_workers), "-k", "gthread", "--threads", str(args.web_threads),
-         "--keep-alive", "30", "--log-level", "warning"],
-        env=env, cwd=BASE_DIR,
+    web = subprocess.Popen(  # noqa: S603
+        [
+            str(BASE_DIR / ".venv" / "bin" / "gunicorn"),
+            "fintech.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(args.web_workers),
+            "-k",
+            "gthread",
+            "--threads",
+            str(args.web_threads),
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=BASE_DIR,
     )
     try:
         wait_for(port)
         # Warm-up: each worker loads the app and opens its connections.
-        warm = [signed({"id": f"evt_warm{i}", "object": "event", "type": "ping", "created": int(time.time()),
-                        "data": {"object": {"id": "x"}}}) for i in range(200)]
+        warm = [
+            signed(
+                {
+                    "id": f"evt_warm{i}",
+                    "object": "event",
+                    "type": "ping",
+                    "created": int(time.time()),
+                    "data": {"object": {"id": "x"}},
+                }
+            )
+            for i in range(200)
+        ]
         queue: multiprocessing.Queue = multiprocessing.Queue()
         client_process(port, warm, 4, queue)
         queue.get()
 
         shares = [payloads[i :: args.clients] for i in range(args.clients)]
         started = time.perf_counter()
-        clients = [multiprocessing.Process(target=client_process, args=(port, share, args.threads, queue)) for share in shares]
+        clients = [
+            multiprocessing.Process(target=client_process, args=(port, share, args.threads, queue)) for share in shares
+        ]
         for client in clients:
             client.start()
         latencies: list[float] = []
@@ -226,20 +270,39 @@ def main() -> None:
     with psycopg.connect(f"{server}/{database}") as db:
         stored = db.execute("SELECT count(*) FROM payments_webhookevent WHERE event_type <> 'ping'").fetchone()[0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"ingestion: {len(payloads)} deliveries ({len(payloads) - stored} duplicates) by {args.clients}x{args.threads} "
-          f"client threads, gunicorn {args.web_workers} workers x {args.web_threads} threads")
+    print(
+        f"ingestion: {len(payloads)} deliveries ({len(payloads) - stored} duplicates) by {args.clients}x{args.threads} "
+        f"client threads, gunicorn {args.web_workers} workers x {args.web_threads} threads"
+    )
     print(f"  statuses {statuses}; stored {stored} events")
-    print(f"  {len(payloads) / elapsed:,.0f} deliveries/s; latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms")
+    print(
+        f"  {len(payloads) / elapsed:,.0f} deliveries/s; latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
+    )
 
     # Processing: one worker process drains the queue the endpoint filled.
-    worker = subprocess.Popen(
-        [PYTHON, "-m", "celery", "-A", "fintech", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        env=env, cwd=BASE_DIR,
+    worker = subprocess.Popen(  # noqa: S603
+        [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "fintech",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        cwd=BASE_DIR,
     )
     try:
         with psycopg.connect(f"{server}/{database}", autocommit=True) as db:
+
             def done() -> int:
                 return db.execute(
                     "SELECT count(*) FROM payments_webhookevent WHERE status <> 'received' AND event_type <> 'ping'"
@@ -262,9 +325,11 @@ def main() -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
-    print(f"processing: one worker (solo pool) applied {count - first} events in {elapsed:.1f} s = "
-          f"{(count - first) / elapsed:,.0f} events/s; {failed} failed; {entries} journal entries; "
-          f"ledger {'balanced' if not unbalanced else 'UNBALANCED'}")
+    print(
+        f"processing: one worker (solo pool) applied {count - first} events in {elapsed:.1f} s = "
+        f"{(count - first) / elapsed:,.0f} events/s; {failed} failed; {entries} journal entries; "
+        f"ledger {'balanced' if not unbalanced else 'UNBALANCED'}"
+    )
 
 
 if __name__ == "__main__":
