@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0002_ledger_integrity'),
+        ("payments", "0002_ledger_integrity"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='payment',
-            name='failed_at',
+            model_name="payment",
+            name="failed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]
