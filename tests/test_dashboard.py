@@ -69,7 +69,8 @@ def test_overview_shows_real_counts_from_the_database(staff_client):
     assert overview.staff_users == 3  # the signed-in one and the batch of two; inactive excluded
     assert overview.active_users == 6
     assert (overview.runs_24h.total, overview.runs_24h.succeeded, overview.runs_24h.failed) == (3, 2, 1)
-    assert (overview.schedules_enabled, overview.schedules_total) == (2, 2)
+    # The standard schedules: core health and audit verification, payments sweep and dunning.
+    assert (overview.schedules_enabled, overview.schedules_total) == (4, 4)
     assert [result.task_id for result in overview.recent_failures] == ["t3", "t4"]
     assert (overview.customers, overview.kyc_pending, overview.audit_verification) == (0, 0, None)
     html = response.content.decode()

@@ -9,6 +9,8 @@ from fintech.core.schedules import schedules_install
 pytestmark = pytest.mark.django_db
 HEALTH_PING = "core: worker health ping"
 AUDIT_CHAIN = "core: verify audit chain"
+PAYMENTS = ["payments: retry failed and lost webhooks", "payments: dunning retries"]
+ALL_STANDARD = [HEALTH_PING, AUDIT_CHAIN, *PAYMENTS]
 
 
 def test_migrate_installs_the_standard_schedules():
@@ -36,7 +38,7 @@ def test_install_is_idempotent_and_keeps_staff_edits():
     task.save()
 
     result = schedules_install()
-    assert result.created == [] and result.unchanged == [HEALTH_PING, AUDIT_CHAIN]
+    assert result.created == [] and result.unchanged == ALL_STANDARD
     task.refresh_from_db()
     assert (task.interval.every, task.enabled) == (300, False)
     assert PeriodicTask.objects.filter(name=HEALTH_PING).count() == 1
@@ -44,7 +46,7 @@ def test_install_is_idempotent_and_keeps_staff_edits():
 
 def test_reset_restores_the_defaults():
     PeriodicTask.objects.filter(name=HEALTH_PING).update(enabled=False)
-    assert schedules_install(reset=True).reset == [HEALTH_PING, AUDIT_CHAIN]
+    assert schedules_install(reset=True).reset == ALL_STANDARD
     assert PeriodicTask.objects.get(name=HEALTH_PING).enabled
 
 
