@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import braintree
+
+# Not exported by braintree.exceptions: `except braintree.exceptions.BraintreeError` raised AttributeError.
+from braintree.exceptions.braintree_error import BraintreeError
 from django.conf import settings
 
 from fintech.core.money import from_minor
@@ -53,9 +56,30 @@ def braintree_gateway() -> braintree.BraintreeGateway:
                 merchant_id=settings.BRAINTREE_MERCHANT_ID or "unset",
                 public_key=settings.BRAINTREE_PUBLIC_KEY,
                 private_key=settings.BRAINTREE_PRIVATE_KEY,
+                # Network failures raise the SDK's own errors (caught below), not requests' exceptions.
+                wrap_http_exceptions=True,
             )
         )
     return _gateways[key]
+
+
+# Errors after which the same request may succeed later; the others (authentication, not found,
+# configuration) will fail again until someone changes something.
+_TRANSIENT_ERRORS = (
+    braintree.exceptions.ServerError,
+    braintree.exceptions.ServiceUnavailableError,
+    braintree.exceptions.TooManyRequestsError,
+    braintree.exceptions.GatewayTimeoutError,
+    braintree.exceptions.RequestTimeoutError,
+    braintree.exceptions.UnexpectedError,  # includes connection errors and timeouts
+)
+
+
+def _request_error(exc: Exception) -> GatewayError:
+    return GatewayError(
+        f"Braintree request failed: {type(exc).__name__}",
+        retryable=isinstance(exc, _TRANSIENT_ERRORS),
+    )
 
 
 def _result_error(result: Any) -> GatewayError:
@@ -82,8 +106,8 @@ def create_sale(
                 "options": {"submit_for_settlement": True},
             }
         )
-    except braintree.exceptions.BraintreeError as exc:
-        raise GatewayError(f"Braintree request failed: {type(exc).__name__}", retryable=True) from None
+    except BraintreeError as exc:
+        raise _request_error(exc) from None
     transaction = getattr(result, "transaction", None)
     if result.is_success:
         return {"transaction": transaction, "declined": None}
@@ -92,11 +116,15 @@ def create_sale(
     raise _result_error(result)
 
 
-def create_refund(*, transaction_id: str, amount_minor: int, currency: str) -> Any:
+def create_refund(*, transaction_id: str, amount_minor: int, currency: str, order_id: str = "") -> Any:
+    """A refund (credit) of a sale; ``order_id`` is our refund reference, echoed in its notifications."""
+    options = {"amount": str(from_minor(amount_minor, currency))}
+    if order_id:
+        options["order_id"] = order_id
     try:
-        result = braintree_gateway().transaction.refund(transaction_id, str(from_minor(amount_minor, currency)))
-    except braintree.exceptions.BraintreeError as exc:
-        raise GatewayError(f"Braintree request failed: {type(exc).__name__}", retryable=True) from None
+        result = braintree_gateway().transaction.refund(transaction_id, options)
+    except BraintreeError as exc:
+        raise _request_error(exc) from None
     if not result.is_success:
         raise _result_error(result)
     return result.transaction
@@ -109,7 +137,7 @@ def retry_payment(payment: Payment) -> None:
         result = braintree_gateway().subscription.retry_charge(
             payment.subscription_id, Decimal(from_minor(payment.amount_minor, payment.currency)), True
         )
-    except braintree.exceptions.BraintreeError as exc:
-        raise GatewayError(f"Braintree request failed: {type(exc).__name__}", retryable=True) from None
+    except BraintreeError as exc:
+        raise _request_error(exc) from None
     if not result.is_success:
         raise _result_error(result)
