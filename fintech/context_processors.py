@@ -1,7 +1,7 @@
 from django.http import HttpRequest
 from django.urls import reverse
 
-from fintech.sections import SECTIONS
+from fintech.sections import SECTIONS, SECTIONS_BY_SLUG
 
 # Pages that belong to another page's navigation entry.
 NAVIGATION_PARENT = {"audit_event": "audit", "customer_list": "customers", "customer_detail": "customers"}
@@ -15,6 +15,8 @@ def navigation(request: HttpRequest) -> dict:
     match = getattr(request, "resolver_match", None)
     current = (match.kwargs.get("section") or match.url_name or "") if match else ""
     current = NAVIGATION_PARENT.get(current, current)
+    if match and match.namespace in SECTIONS_BY_SLUG:  # an app's own pages (payments:payment_list...)
+        current = match.namespace
     pages = [("overview", "Overview", reverse("overview"), "core.access_dashboard")]
     pages += [(s.slug, s.title, reverse("section", kwargs={"section": s.slug}), s.permission) for s in SECTIONS]
     pages.append(("customers", "Customers", reverse("customer_list"), "core.view_customers"))

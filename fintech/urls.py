@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 from fintech import views
 from fintech.core import views as core_views
 from fintech.core.views import healthz
+from fintech.sections import SECTIONS
 from payments import webhooks
 
 admin.site.site_header = "Fintech operations — administration"
@@ -18,6 +19,8 @@ urlpatterns = [
     path("customers/<int:pk>/", core_views.customer_detail, name="customer_detail"),
     path("customers/<int:pk>/reveal/", core_views.customer_reveal, name="customer_reveal"),
     path("customers/<int:pk>/<str:kind>/", core_views.customer_change_status, name="customer_change_status"),
+    # Each section's scheduled jobs and task runs, beside the pages its app mounts at its slug.
+    *[path(f"{s.slug}/jobs/", views.section, {"section": s.slug}, name=f"{s.slug}_jobs") for s in SECTIONS],
     path("payments/", include("payments.urls")),
     path("api/", include("payments.api_urls")),
     path("webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),

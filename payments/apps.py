@@ -19,4 +19,10 @@ class PaymentsConfig(AppConfig):
             "description": "Retries failed payments whose dunning step is due (PAYMENTS_DUNNING_RETRY_HOURS).",
             "every_seconds": 60,
         },
+        {
+            "name": "payments: purge expired idempotency keys",
+            "task": "payments.purge_idempotency_records",
+            "description": "Deletes merchant API Idempotency-Keys older than API_IDEMPOTENCY_TTL_HOURS (03:15 UTC).",
+            "crontab": {"minute": "15", "hour": "3"},
+        },
     ]

@@ -177,6 +177,8 @@ class Payment(models.Model):
             models.Index(fields=["status", "-created_at"], name="payments_payment_status"),
             models.Index(fields=["gateway_charge_id"], name="payments_payment_charge"),
             models.Index(fields=["email"], name="payments_payment_email"),
+            # The staff list's amount filter (currency, then a range of minor units).
+            models.Index(fields=["currency", "amount_minor"], name="payments_payment_amount"),
             models.Index(fields=["card_last4"], name="payments_payment_last4"),
             models.Index(fields=["customer", "-created_at"], name="payments_payment_customer"),
             models.Index(fields=["merchant", "-created_at"], name="payments_payment_merchant"),

@@ -64,7 +64,49 @@ class PaymentFacts:
     fee_reference: str = ""
 
 
-def _payment_for_update(gateway: str, gateway_payment_id: str, currency: str, amount_minor: int | None) -> Payment:
+def _payment_for_update(facts: PaymentFacts) -> Payment:
+    gateway, gateway_payment_id = facts.gateway, facts.gateway_payment_id
+    existing = Payment.objects.select_for_update().filter(gateway=gateway, gateway_payment_id=gateway_payment_id)
+    payment = existing.first()
+    if payment is not None:
+        return payment
+    pending = _pending_payment_referenced(facts)
+    if pending is not None:
+        return pending
+    return _payment_row(gateway, gateway_payment_id, facts.currency, facts.amount_minor)
+
+
+def _pending_payment_referenced(facts: PaymentFacts) -> Payment | None:
+    """Our API's pending payment that this gateway payment carries the reference of.
+
+    A payment created through the API whose gateway answer never reached us (a timeout: 503) is
+    a row with a placeholder gateway id; the gateway's webhooks name it in the metadata (Stripe
+    ``payment_reference``, Braintree ``order_id``). They adopt that row instead of creating a second
+    one without its merchant. If the API attaches the gateway id first, the locked re-check finds
+    the placeholder gone and the caller uses the row by gateway id.
+    """
+    metadata = facts.metadata or {}
+    reference = str(metadata.get("payment_reference") or metadata.get("order_id") or "")
+    if not reference.startswith("pay_"):
+        return None
+    placeholder = f"api:{reference}"
+    pending = (
+        Payment.objects.select_for_update()
+        .filter(public_id=reference, gateway=facts.gateway, gateway_payment_id=placeholder)
+        .first()
+    )
+    if pending is None:
+        return None
+    updated = Payment.objects.filter(pk=pending.pk, gateway_payment_id=placeholder).update(
+        gateway_payment_id=facts.gateway_payment_id, updated_at=timezone.now()
+    )
+    if updated != 1:
+        return None
+    pending.gateway_payment_id = facts.gateway_payment_id
+    return pending
+
+
+def _payment_row(gateway: str, gateway_payment_id: str, currency: str, amount_minor: int | None) -> Payment:
     Payment.objects.bulk_create(
         [
             Payment(
@@ -87,7 +129,7 @@ def _customer_from_metadata(metadata: dict[str, Any]) -> Customer | None:
 
 
 def payment_apply_facts(*, facts: PaymentFacts, event: WebhookEvent | None = None) -> Payment:
-    payment = _payment_for_update(facts.gateway, facts.gateway_payment_id, facts.currency, facts.amount_minor)
+    payment = _payment_for_update(facts)
     changed: set[str] = set()
 
     def assign(name: str, value: Any) -> None:
@@ -195,7 +237,7 @@ class RefundFacts:
 
 
 def refund_apply_facts(*, facts: RefundFacts, event: WebhookEvent | None = None) -> Refund:
-    payment = _payment_for_update(facts.gateway, facts.gateway_payment_id, facts.currency, None)
+    payment = _payment_row(facts.gateway, facts.gateway_payment_id, facts.currency, None)
     refund = (
         Refund.objects.select_for_update().filter(payment=payment, gateway_refund_id=facts.gateway_refund_id).first()
     )
@@ -275,7 +317,7 @@ class DisputeFacts:
 
 
 def dispute_apply_facts(*, facts: DisputeFacts, event: WebhookEvent | None = None) -> Dispute:
-    payment = _payment_for_update(facts.gateway, facts.gateway_payment_id, facts.currency, None)
+    payment = _payment_row(facts.gateway, facts.gateway_payment_id, facts.currency, None)
     Dispute.objects.bulk_create(
         [
             Dispute(

@@ -54,3 +54,11 @@ def run_dunning() -> int:
     for plan_id in plan_ids:
         dunning_retry(plan_id=plan_id)
     return len(plan_ids)
+
+
+@shared_task(name="payments.purge_idempotency_records", base=FintechTask)
+def purge_idempotency_records() -> int:
+    """Daily: forgets merchant API Idempotency-Keys older than API_IDEMPOTENCY_TTL_HOURS."""
+    from .checkout import idempotency_records_purge
+
+    return idempotency_records_purge()

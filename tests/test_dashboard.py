@@ -8,6 +8,7 @@ from django_celery_results.models import TaskResult
 
 from fintech.core.audit import SystemActor, audit_chain_verify, audit_record
 from fintech.core.models import Customer
+from fintech.core.schedules import standard_schedules
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
 from tests.utils import login_with_mfa
 
@@ -69,8 +70,8 @@ def test_overview_shows_real_counts_from_the_database(staff_client):
     assert overview.staff_users == 3  # the signed-in one and the batch of two; inactive excluded
     assert overview.active_users == 6
     assert (overview.runs_24h.total, overview.runs_24h.succeeded, overview.runs_24h.failed) == (3, 2, 1)
-    # The standard schedules: core health and audit verification, payments sweep and dunning.
-    assert (overview.schedules_enabled, overview.schedules_total) == (4, 4)
+    # The standard schedules every app declares, all enabled after migrate.
+    assert (overview.schedules_enabled, overview.schedules_total) == (len(standard_schedules()),) * 2
     assert [result.task_id for result in overview.recent_failures] == ["t3", "t4"]
     assert (overview.customers, overview.kyc_pending, overview.audit_verification) == (0, 0, None)
     html = response.content.decode()
@@ -92,7 +93,7 @@ def test_overview_counts_customers_and_shows_the_audit_chain(staff_client):
 def test_section_lists_only_its_own_task_runs(staff_client):
     _task_result("p1", "payments.reconcile", "FAILURE", timedelta(minutes=1))
     _task_result("c1", "core.health_ping", "SUCCESS", timedelta(minutes=1))
-    response = staff_client.get("/payments/")
+    response = staff_client.get("/payments/jobs/")
     assert [result.task_id for result in response.context["recent_runs"]] == ["p1"]
     assert response.context["runs_24h"].failed == 1
     assert b"payments.reconcile" in response.content

@@ -8,6 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from fintech.core.audit import SystemActor, audit_record
 from fintech.core.models import AuditEvent, Customer
 from fintech.sections import SECTIONS
+from payments.models import LedgerAccount, Payment, WebhookEvent
 from tests.factories import StaffUserFactory, UserFactory
 from tests.utils import login_with_mfa
 
@@ -17,41 +18,71 @@ pytestmark = pytest.mark.django_db
 ACCESS = {
     "/": {"ops", "compliance", "admin"},
     "/payments/": {"ops"},
+    "/payments/jobs/": {"ops"},
+    "/banking/jobs/": {"ops"},
+    "/compliance/jobs/": {"compliance"},
     "/banking/": {"ops"},
     "/compliance/": {"compliance"},
     "/audit/": {"compliance", "admin"},
     "/audit/1/": {"compliance", "admin"},
     "/customers/": {"ops", "compliance"},
     "/customers/1/": {"ops", "compliance"},
+    "/payments/webhooks/": {"ops"},
+    "/payments/webhooks/1/": {"ops"},
+    "/payments/disputes/": {"ops"},
+    "/payments/ledger/": {"ops"},
+    "/payments/ledger/1/": {"ops"},
+    "/payments/payouts/": {"ops"},
+    "/payments/dunning/": {"ops"},
+    "/payments/pay_roles/": {"ops"},
 }
 # URL names that are not staff dashboard pages.
 NOT_DASHBOARD = {"healthz", "stripe_webhook", "braintree_webhook", None}
+# Included URL configurations that hold dashboard pages; the other includes (the admin, allauth,
+# the merchant API) have their own access rules, tested separately.
+DASHBOARD_NAMESPACES = {"payments"}
 
 
-def _dashboard_url_names() -> set[str]:
+def _dashboard_url_names(patterns=None, prefix: str = "") -> set[str]:
     names = set()
-    for pattern in get_resolver().url_patterns:
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
         if isinstance(pattern, URLResolver):
-            continue  # the admin, with its own staff check (tested separately)
+            if pattern.namespace in DASHBOARD_NAMESPACES:
+                names |= _dashboard_url_names(pattern.url_patterns, f"{prefix}{pattern.namespace}:")
+            continue
         assert isinstance(pattern, URLPattern)
         if pattern.name not in NOT_DASHBOARD:
-            names.add(pattern.name)
+            names.add(f"{prefix}{pattern.name}")
     return names
 
 
 def test_the_table_covers_every_dashboard_page():
-    # POST-only actions (reveal, status changes) are tested with the customer pages.
+    # POST-only actions (reveal, status changes, webhook replay) are tested with their pages.
     assert _dashboard_url_names() == {
         "overview",
         "section",
+        "payments_jobs",
+        "banking_jobs",
+        "compliance_jobs",
         "audit",
         "audit_event",
         "customer_list",
         "customer_detail",
         "customer_reveal",
         "customer_change_status",
+        "payments:payment_list",
+        "payments:payment_detail",
+        "payments:webhook_list",
+        "payments:webhook_detail",
+        "payments:webhook_replay",
+        "payments:dispute_list",
+        "payments:ledger",
+        "payments:ledger_account",
+        "payments:payout_list",
+        "payments:dunning_list",
     }
     assert {f"/{section.slug}/" for section in SECTIONS} <= set(ACCESS)
+    assert {f"/{section.slug}/jobs/" for section in SECTIONS} <= set(ACCESS)
 
 
 def test_roles_are_created_by_migration_with_their_permissions():
@@ -59,18 +90,34 @@ def test_roles_are_created_by_migration_with_their_permissions():
         return {f"{p.content_type.app_label}.{p.codename}" for p in Group.objects.get(name=role).permissions.all()}
 
     assert {"core.reveal_sensitive", "core.view_audit", "core.view_compliance"} <= codes("compliance")
-    assert {"core.view_payments", "core.view_banking"} <= codes("ops")
+    assert {"core.view_payments", "core.operate_payments", "core.view_banking"} <= codes("ops")
     assert "core.reveal_sensitive" not in codes("ops") | codes("admin")
+    assert "core.operate_payments" not in codes("compliance") | codes("admin")
     assert {"core.manage_staff", "auth.change_user"} <= codes("admin")
 
 
 @pytest.fixture(autouse=True)
 def objects_the_urls_name():
-    """Audit entry #1 and customer 1 exist, so detail pages answer 200 to those allowed."""
+    """Audit entry #1, customer 1, payment pay_roles, webhook event 1 and ledger account 1 exist,
+    so detail pages answer 200 to those allowed."""
     audit_record(actor=SystemActor("test"), action="test.event")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT setval(pg_get_serial_sequence('core_customer', 'id'), 1, false)")
+        for table in ("core_customer", "payments_webhookevent", "payments_ledgeraccount"):
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 1, false)")
     Customer.objects.create(kind="person", legal_name="Ada Lovelace")
+    payment = Payment.objects.create(
+        public_id="pay_roles", gateway="stripe", gateway_payment_id="pi_roles", amount_minor=1000, currency="USD"
+    )
+    WebhookEvent.objects.create(
+        provider="stripe",
+        event_id="evt_roles",
+        event_type="payment_intent.succeeded",
+        occurred_at=payment.created_at,
+        payload={"id": "evt_roles"},
+        raw_body="{}",
+        payment=payment,
+    )
+    LedgerAccount.objects.create(kind="gateway_clearing", gateway="stripe", currency="USD")
 
 
 @pytest.mark.parametrize("role", ["ops", "compliance", "admin"])

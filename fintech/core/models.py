@@ -170,6 +170,7 @@ class StaffPermission(models.Model):
             ("change_customer_status", "Can change a customer's risk rating and KYC status"),
             ("view_audit", "Can view the audit trail"),
             ("manage_staff", "Can manage staff users, roles and settings"),
+            ("operate_payments", "Can replay webhooks and act on payments"),
         ]
 
     def __str__(self) -> str:

@@ -356,7 +356,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}, "pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "pgserver": {"level": "WARNING"},
+        # The Stripe SDK logs every request line at INFO.
+        "stripe": {"level": "WARNING"},
+    },
 }
 
 
@@ -368,3 +373,48 @@ def development_secret_key(var_dir: Path) -> str:
     if not path.is_file():
         embedded.write_private_file(path, secrets.token_urlsafe(64), replace=False)
     return path.read_text().strip()
+
+
+# --------------------------------------------------------------------------- merchant REST API
+# The API under /api/ (payments.apis, docs/api.md). Requests per API key: a DRF rate such as
+# "300/minute"; larger bodies than API_MAX_BODY_BYTES get 413; amounts above API_MAX_AMOUNT_MINOR
+# (minor units, in any currency) are refused; Idempotency-Key records are kept this many hours.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="300/minute")
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+API_MAX_AMOUNT_MINOR = env.int("API_MAX_AMOUNT_MINOR", default=99_999_999)
+API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["payments.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["payments.authentication.IsMerchant"],
+    "DEFAULT_THROTTLE_CLASSES": ["payments.authentication.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": API_THROTTLE_RATE},
+    # The API's views use payments.apis.StrictJSONParser (named there: a default here would be
+    # imported with DRF's APIView, before payments.apis can be).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only: no browsable API (it would need sessions and inline scripts).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "payments.apis.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fintech merchant API",
+    "DESCRIPTION": (
+        "Payments through Stripe and Braintree, refunds and customers for merchants. Authenticate with "
+        "`Authorization: Bearer <API key>`; send an `Idempotency-Key` header with every POST. Errors are "
+        '`{"error": {"code": ..., "message": ...}}`. See docs/api.md.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its pages are public: they describe the API, not anyone's data.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI and Redoc from drf-spectacular-sidecar's local copies: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.PaymentStatus",
+        "RefundStatusEnum": "payments.models.RefundStatus",
+    },
+}

@@ -93,12 +93,34 @@ def retrieve_balance_transaction(balance_transaction_id: str) -> dict:
 
 
 def retry_payment(payment: Payment) -> None:
+    """Confirm the PaymentIntent again, off session, with the payment method that was declined.
+
+    After a decline Stripe detaches the method from the intent (``payment_method`` is null) and
+    keeps it on ``last_payment_error.payment_method``; confirming without one is refused.
+    """
+    client = stripe_client()
     try:
-        intent = stripe_client().v1.payment_intents.confirm(payment.gateway_payment_id)
+        current = _plain(client.v1.payment_intents.retrieve(payment.gateway_payment_id))
+        method = _payment_method_id(current.get("payment_method"))
+        if not method:
+            last_error = current.get("last_payment_error") or {}
+            method = _payment_method_id(last_error.get("payment_method"))
+        if not method:
+            raise GatewayError("the payment intent has no payment method to retry with", code="no_payment_method")
+        intent = client.v1.payment_intents.confirm(
+            payment.gateway_payment_id, params={"payment_method": method, "off_session": True}
+        )
     except stripe.StripeError as exc:
         raise _gateway_error(exc) from None
     if intent.status not in ("succeeded", "processing", "requires_capture"):
         raise GatewayError(f"payment intent is {intent.status}", code=intent.status)
+
+
+def _payment_method_id(value: Any) -> str:
+    """A payment method given as its id or as the expanded object."""
+    if not value:
+        return ""
+    return value if isinstance(value, str) else str(value.get("id") or "")
 
 
 def _plain(obj: Any) -> dict:

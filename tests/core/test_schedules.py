@@ -9,7 +9,11 @@ from fintech.core.schedules import schedules_install
 pytestmark = pytest.mark.django_db
 HEALTH_PING = "core: worker health ping"
 AUDIT_CHAIN = "core: verify audit chain"
-PAYMENTS = ["payments: retry failed and lost webhooks", "payments: dunning retries"]
+PAYMENTS = [
+    "payments: retry failed and lost webhooks",
+    "payments: dunning retries",
+    "payments: purge expired idempotency keys",
+]
 ALL_STANDARD = [HEALTH_PING, AUDIT_CHAIN, *PAYMENTS]
 
 
