@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from urllib.parse import quote
 
@@ -18,12 +19,14 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.authentication import get_authentication_records
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.mfa.models import Authenticator
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import Resolver404, resolve, reverse
 
 from .crypto import DecryptionError, keyring
 
+security_log = logging.getLogger("fintech.security")
 MFA_CIPHERTEXT_PREFIX = "fintech:v1:"
 MFA_ASSOCIATED_DATA = "mfa_authenticator.data"
 # Pages a staff session without a second factor may still open.
@@ -46,12 +49,17 @@ class AccountAdapter(DefaultAccountAdapter):
         return False
 
     def is_reauthentication_required(self, *, app: str, **kwargs) -> bool:
-        """A password entered within the reauthentication timeout counts as a fresh one, so
-        a staff member who has just signed in sets up a second factor without typing it again."""
+        """Someone who has just signed in with a password and has no second factor yet sets one
+        up without typing the password again. Anyone who has a factor reauthenticates as usual
+        (with it) before changing their factors."""
         if not super().is_reauthentication_required(app=app, **kwargs):
             return False
         request = self.request
         if request is None or not request.user.is_authenticated:
+            return True
+        if Authenticator.objects.filter(
+            user=request.user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
+        ).exists():
             return True
         timeout = account_settings.REAUTHENTICATION_TIMEOUT
         return not any(
@@ -66,10 +74,22 @@ class MFAAdapter(DefaultMFAAdapter):
         return MFA_CIPHERTEXT_PREFIX + base64.b64encode(stored).decode()
 
     def decrypt(self, encrypted_text: str) -> str:
-        if not encrypted_text.startswith(MFA_CIPHERTEXT_PREFIX):
-            raise DecryptionError("an MFA secret is stored unencrypted; refusing to use it")
-        stored = base64.b64decode(encrypted_text[len(MFA_CIPHERTEXT_PREFIX) :])
-        return keyring().decrypt(stored, associated_data=MFA_ASSOCIATED_DATA).decode()
+        """The secret in clear; a secret that cannot be read refuses the sign-in step (403).
+
+        Stored in clear, tampered with, or under a key no longer in the keyring: the factor is
+        unusable until an administrator resets it. The reason goes to the security log, never
+        the value.
+        """
+        try:
+            if not encrypted_text.startswith(MFA_CIPHERTEXT_PREFIX):
+                raise DecryptionError("an MFA secret is stored unencrypted; refusing to use it")
+            stored = base64.b64decode(encrypted_text[len(MFA_CIPHERTEXT_PREFIX) :], validate=True)
+            return keyring().decrypt(stored, associated_data=MFA_ASSOCIATED_DATA).decode()
+        except (DecryptionError, ValueError) as error:
+            security_log.error("second factor unusable: %s", error)
+            raise PermissionDenied(
+                "Your second factor cannot be read. Ask an administrator to reset it; nothing was changed."
+            ) from None
 
     def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
         user = authenticator.user

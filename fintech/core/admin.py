@@ -1,7 +1,12 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 
 from .customers import mask
 from .models import AuditEvent, AuditVerification, Customer, WorkerHeartbeat
+
+User = get_user_model()
 
 
 @admin.register(WorkerHeartbeat)
@@ -82,3 +87,48 @@ class CustomerAdmin(ReadOnlyAdmin):
     @admin.display(description="Address")
     def masked_address(self, customer: Customer) -> str:
         return mask("address", customer.address)
+
+
+# ---------------------------------------------------------------------------- staff and roles
+# The admin role manages staff: creates users, resets them, puts them in roles. It must not be able
+# to raise its own powers: only a superuser grants superuser status or single permissions, edits a
+# role's permissions, or changes a superuser; nobody but a superuser changes their own roles.
+
+
+class StaffUserAdmin(UserAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if request.user.is_superuser:
+            return readonly
+        readonly += ["is_superuser", "user_permissions"]
+        if obj is not None and obj.pk == request.user.pk:
+            readonly += ["groups", "is_staff", "is_active"]
+        return readonly
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class RoleAdmin(GroupAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly if request.user.is_superuser else [*readonly, "name", "permissions"]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+admin.site.unregister(User)
+admin.site.register(User, StaffUserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, RoleAdmin)

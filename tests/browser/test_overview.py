@@ -3,6 +3,7 @@
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from playwright.sync_api import Page, expect
 
+from fintech.core.schedules import standard_schedules
 from fintech.core.services import heartbeat_record
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
 from tests.utils import totp_code
@@ -30,7 +31,7 @@ def test_staff_signs_in_with_totp_and_sees_the_overview_with_real_counts(live_se
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator('[data-metric="staff-users"] .card-value')).to_have_text("4")
     expect(page.locator('[data-metric="staff-users"] .card-note')).to_contain_text("6 active users")
-    expect(page.locator('[data-metric="scheduled-jobs"] .card-value')).to_have_text("4")
+    expect(page.locator('[data-metric="scheduled-jobs"] .card-value')).to_have_text(str(len(standard_schedules())))
     expect(page.locator('[data-metric="worker"]')).to_contain_text("healthy")
     expect(page.locator('[data-metric="worker"]')).to_contain_text("worker@browser-test")
     expect(page.get_by_text("Olivia Ops")).to_be_visible()

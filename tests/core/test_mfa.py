@@ -124,11 +124,19 @@ def test_customers_are_not_asked_for_staff_mfa(client):
     assert client.get("/").status_code == 403  # not staff: refused, not sent to MFA set-up
 
 
-def test_a_secret_stored_in_clear_is_refused(client, officer):
-    Authenticator.objects.create(user=officer, type=Authenticator.Type.TOTP, data={"secret": "JBSWY3DPEHPK3PXP"})
+@pytest.mark.parametrize(
+    "stored",
+    ["JBSWY3DPEHPK3PXP", "fintech:v1:not-base64!", "fintech:v1:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQQ=="],
+    ids=["in-clear", "not-base64", "not-ours"],
+)
+def test_a_secret_that_cannot_be_read_refuses_the_step_with_403(client, officer, stored, caplog):
+    Authenticator.objects.filter(user=officer).delete()
+    Authenticator.objects.create(user=officer, type=Authenticator.Type.TOTP, data={"secret": stored})
     _password_step(client)
-    with pytest.raises(Exception, match="stored unencrypted"):
-        client.post("/accounts/2fa/authenticate/", {"code": "123456"})
+    response = client.post("/accounts/2fa/authenticate/", {"code": "123456"})
+    assert response.status_code == 403
+    assert "_auth_user_id" not in client.session
+    assert "second factor unusable" in caplog.text and stored not in caplog.text
 
 
 def test_second_factor_guesses_are_capped_and_audited(client, officer, officer_secret):
@@ -139,3 +147,11 @@ def test_second_factor_guesses_are_capped_and_audited(client, officer, officer_s
     assert refused.status_code == 200 and b"Too many failed" in refused.content
     assert "_auth_user_id" not in client.session
     assert AuditEvent.objects.filter(action="auth.mfa_failed", target_id=str(officer.pk)).count() == 11
+
+
+def test_changing_factors_asks_to_reauthenticate_even_right_after_sign_in(client, officer, officer_secret):
+    from tests.utils import login_with_mfa
+
+    login_with_mfa(client, officer)  # password and TOTP both just now
+    response = client.get("/accounts/2fa/recovery-codes/generate/")
+    assert response.status_code == 302 and "/reauthenticate/" in response.headers["Location"]
