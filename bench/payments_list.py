@@ -84,13 +84,13 @@ def fill(rows: int, rng: random.Random) -> None:
         if cursor.fetchone()[0] < CUSTOMERS:
             cursor.execute("TRUNCATE core_customer CASCADE")
             copy = "COPY core_customer (kind, legal_name, nationality, country_of_residence, email, phone,"
-            copy += " risk_rating, kyc_status, tax_id_index, created_at, updated_at) FROM STDIN"
+            copy += " risk_rating, kyc_status, status, tax_id_index, created_at, updated_at) FROM STDIN"
             with cursor.cursor.copy(copy) as writer:
                 for number in range(CUSTOMERS):
                     created = now - timedelta(days=400 - number * 400 / CUSTOMERS)
                     writer.write_row(
                         ("person", f"Customer {number}", "GB", "GB", f"customer{number}@example.test", "",
-                         "low", "verified", "", created, created)
+                         "low", "verified", "active", "", created, created)
                     )  # fmt: skip
         cursor.execute("SELECT min(id), max(id) FROM core_customer")
         first_customer, last_customer = cursor.fetchone()
@@ -98,7 +98,8 @@ def fill(rows: int, rng: random.Random) -> None:
         columns = (
             "public_id, gateway, gateway_payment_id, gateway_charge_id, customer_id, amount_minor, currency,"
             " amount_captured_minor, amount_refunded_minor, fee_minor, status, status_event_at, failure_code,"
-            " failure_message, card_brand, card_last4, email, description, subscription_id, metadata,"
+            " failure_message, card_brand, card_last4, email, payer_name, payer_country, description,"
+            " subscription_id, metadata,"
             " created_at, updated_at, succeeded_at"
         )
         start = now - timedelta(days=365)
@@ -142,6 +143,8 @@ def fill(rows: int, rng: random.Random) -> None:
                             rng.choice(BRANDS) if has_card else "",
                             f"{rng.randrange(10_000):04d}" if has_card else "",
                             f"payer{rng.randrange(PAYER_EMAILS)}@example.test",
+                            "",
+                            "",
                             "Order",
                             "",
                             "{}",

@@ -4,10 +4,13 @@
    client processes send pre-signed deliveries of a realistic mix (payment lifecycles, fees,
    refunds, duplicates) over keep-alive connections and record each latency. Prints accepted
    deliveries per second and p50/p95/p99 latency.
-2. Processing: one Celery worker (one process) drains the tasks the endpoint enqueued; prints
+2. Processing: one Celery worker (one process) runs the drain task the endpoint queued; prints
    events applied to payments and ledger per second.
+3. In-process (``--in-process``, instead of 1 and 2): the same deliveries stored directly, then
+   ``webhook_drain`` in this process; prints events per second and queries per event.
 
     .venv/bin/python bench/webhooks.py [--deliveries 20000] [--clients 2] [--threads 8] [--web-workers 2]
+    .venv/bin/python bench/webhooks.py --in-process [--deliveries 20000]
 
 Needs PostgreSQL and Redis (BENCH_DATABASE_SERVER, default postgres://postgres@127.0.0.1:5432;
 BENCH_REDIS_URL, default redis://127.0.0.1:6379/15, flushed first).
@@ -16,6 +19,7 @@ BENCH_REDIS_URL, default redis://127.0.0.1:6379/15, flushed first).
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import hmac
 import http.client
@@ -166,6 +170,59 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
+def in_process(env: dict[str, str], events: list[dict]) -> None:
+    """Store the deliveries without HTTP, then drain them here, counting queries."""
+    from datetime import UTC, datetime
+
+    os.environ.update(env)
+    import django
+
+    from fintech import configure_settings_module
+
+    configure_settings_module()
+    django.setup()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from payments.inbox import webhook_drain
+    from payments.webhooks import VerifiedDelivery, webhook_store
+
+    stored = 0
+    for event in events:
+        delivery = VerifiedDelivery(
+            provider="stripe",
+            event_id=event["id"],
+            event_type=event["type"],
+            object_id=event["data"]["object"]["id"],
+            occurred_at=datetime.fromtimestamp(event["created"], tz=UTC),
+            payload=event,
+        )
+        stored += (
+            webhook_store(delivery=delivery, raw_body=json.dumps(event), headers={}, source_ip="127.0.0.1") is not None
+        )
+    connection.queries_log = collections.deque(maxlen=None)
+    with CaptureQueriesContext(connection) as queries:
+        counting_started = time.perf_counter()
+        counted = webhook_drain(max_events=min(stored, 1000))
+        counting_elapsed = time.perf_counter() - counting_started
+    started, cpu_started = time.perf_counter(), time.process_time()
+    applied = webhook_drain()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT status, count(*) FROM payments_webhookevent GROUP BY status ORDER BY status")
+        statuses = dict(cursor.fetchall())
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(
+        f"in-process: first {counted} events with queries captured: {len(queries.captured_queries) / counted:.1f} "
+        f"queries/event ({counting_elapsed / counted * 1000:.2f} ms/event while capturing)"
+    )
+    print(
+        f"  then {applied} events in {elapsed:.1f} s = {applied / elapsed:,.0f} events/s, "
+        f"{elapsed / applied * 1000:.2f} ms/event ({cpu / applied * 1000:.2f} ms of it CPU in this process); "
+        f"statuses {statuses}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deliveries", type=int, default=20000)
@@ -173,6 +230,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--in-process", action="store_true", help="store directly and drain in this process")
     args = parser.parse_args()
 
     server = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
@@ -205,6 +263,9 @@ def main() -> None:
     redis.Redis.from_url(redis_url).flushdb()
 
     run = secrets.token_hex(3)
+    if args.in_process:
+        in_process(env, event_mix(args.deliveries, run))
+        return
     payloads = [signed(event) for event in event_mix(args.deliveries, run)]
     port = free_port()
     web = subprocess.Popen(  # noqa: S603

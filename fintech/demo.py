@@ -1,5 +1,8 @@
 """Demo data for the run command: staff logins of each role with TOTP devices, and customers.
 
+One demo customer is a listed entity, so the sanctions hit queue has something to review once the
+scheduled refresh has loaded the lists (development settings load them from ../shared/data).
+
 Passwords and TOTP secrets are random, made on the first run and kept in
 ``var/demo-logins.json`` (mode 600) so every later run prints the same ones; ``manage.py
 demo_code USER`` prints a demo user's current TOTP code. Never used in production, and an
@@ -57,6 +60,8 @@ DEMO_CUSTOMERS = (
     ("Blue Harbor Logistics LLC", "business", "US", None, "12-3456789", "Miami", "pending", "medium"),
     ("Kestrel Software GmbH", "business", "DE", None, "DE811234567", "Munich", "verified", "low"),
     ("Atlas Commodities FZE", "business", "AE", None, "100234567800003", "Dubai", "pending", "high"),
+    # Listed by OFAC (SDN entry 306): once the lists load, screening raises a hit to review.
+    ("Banco Nacional de Cuba", "business", "CU", None, "CU-0000306", "Havana", "pending", "high"),
 )
 KYC_PATHS = {"verified": ["pending", "verified"], "pending": ["pending"], "rejected": ["pending", "rejected"]}
 

@@ -113,4 +113,4 @@ def audit_events(filters: AuditFilters) -> QuerySet[AuditEvent]:
 
 
 def audit_last_verification() -> AuditVerification | None:
-    return AuditVerification.objects.order_by("-finished_at").first()
+    return AuditVerification.objects.select_related("checkpoint").order_by("-finished_at").first()

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from fintech import views
+from fintech.core import accounts
 from fintech.core import views as core_views
 from fintech.core.views import healthz
 from fintech.sections import SECTIONS
@@ -22,12 +23,23 @@ urlpatterns = [
     # Each section's scheduled jobs and task runs, beside the pages its app mounts at its slug.
     *[path(f"{s.slug}/jobs/", views.section, {"section": s.slug}, name=f"{s.slug}_jobs") for s in SECTIONS],
     path("payments/", include("payments.urls")),
+    path("compliance/", include("compliance.urls")),
+    path("api/screening/", include("compliance.api_urls")),
     path("api/", include("payments.api_urls")),
     path("webhooks/stripe/", webhooks.stripe_webhook, name="stripe_webhook"),
     path("webhooks/braintree/", webhooks.braintree_webhook, name="braintree_webhook"),
     path("healthz", healthz, name="healthz"),
     path("healthz/", healthz),
-    path("accounts/", include("allauth.urls")),
+    path(
+        "accounts/",
+        include(
+            [
+                # Before allauth's own: removing a security key keeps staff's last second factor.
+                path("2fa/webauthn/keys/<int:pk>/remove/", accounts.remove_webauthn, name="mfa_remove_webauthn"),
+                path("", include("allauth.urls")),
+            ]
+        ),
+    ),
     # The admin signs in through the same page, so its sessions pass the same second factor.
     path("admin/login/", RedirectView.as_view(pattern_name="account_login", query_string=True)),
     path("admin/", admin.site.urls),

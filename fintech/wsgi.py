@@ -1,8 +1,65 @@
-"""WSGI entry point (gunicorn fintech.wsgi)."""
+"""WSGI entry point (gunicorn fintech.wsgi).
 
+Gateway webhooks (``/webhooks/``) are served by a handler with a short middleware list: they are
+signed machine-to-machine POSTs that need no session, user, MFA, messages, lockout or page
+policy, and they arrive at the highest rate of any endpoint. What they keep: security headers,
+host validation (CommonMiddleware), the NUL-rejecting guard and the error mapping. Every other
+path goes through the full ``settings.MIDDLEWARE`` stack.
+"""
+
+from typing import Any
+
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
+from django.utils.module_loading import import_string
 
 from fintech import configure_settings_module
 
+WEBHOOK_PATH_PREFIX = "/webhooks/"
+# In the order of settings.MIDDLEWARE.
+WEBHOOK_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "fintech.core.middleware.RejectNulCharactersMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "fintech.core.middleware.ApplicationErrorMiddleware",
+]
+
+
+class LeanWSGIHandler(WSGIHandler):
+    """A WSGIHandler whose middleware chain is ``middleware``, not ``settings.MIDDLEWARE``.
+
+    Synchronous only, as WSGI is; every listed middleware must be sync-capable.
+    """
+
+    middleware: list[str] = WEBHOOK_MIDDLEWARE
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        if is_async:
+            raise ValueError("LeanWSGIHandler serves WSGI (synchronous) requests only")
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        handler = convert_exception_to_response(self._get_response)  # type: ignore[attr-defined]
+        for path in reversed(self.middleware):
+            instance = import_string(path)(handler)
+            if hasattr(instance, "process_view"):
+                self._view_middleware.insert(0, instance.process_view)
+            if hasattr(instance, "process_template_response"):
+                self._template_response_middleware.append(instance.process_template_response)
+            if hasattr(instance, "process_exception"):
+                self._exception_middleware.append(instance.process_exception)
+            handler = convert_exception_to_response(instance)
+        self._middleware_chain = handler
+
+
 configure_settings_module()
-application = get_wsgi_application()
+default_application = get_wsgi_application()
+webhook_application = LeanWSGIHandler()
+
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO", "").startswith(WEBHOOK_PATH_PREFIX):
+        return webhook_application(environ, start_response)
+    return default_application(environ, start_response)

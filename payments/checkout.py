@@ -52,6 +52,7 @@ from .services import PaymentFacts, RefundFacts, payment_apply_facts, refund_app
 logger = logging.getLogger("fintech.payments.checkout")
 
 __all__ = [
+    "CustomerFrozen",
     "GatewayUnavailable",
     "IdempotencyClaim",
     "IdempotencyReplay",
@@ -90,6 +91,14 @@ class RefundExceedsRefundable(ApplicationError):
     status_code = 422
     title = "Amount too large"
     code = "amount_exceeds_refundable"
+
+
+class CustomerFrozen(ApplicationError):
+    """Compliance froze the customer (a confirmed sanctions match): no money moves for them."""
+
+    status_code = 403
+    title = "Customer frozen"
+    code = "customer_frozen"
 
 
 class GatewayUnavailable(ApplicationError):
@@ -505,6 +514,8 @@ def checkout_payment_create(
     if not payment_method or len(payment_method) > 255:
         raise ValidationFailed("A payment method (1 to 255 characters) is required.", field="payment_method")
     customer = _merchant_customer(merchant, customer_id) if customer_id is not None else None
+    if customer is not None and customer.status == Customer.Status.FROZEN:
+        raise CustomerFrozen(f"Customer {customer.pk} is frozen by compliance; payments for them are refused.")
     if gateway == Gateway.BRAINTREE:
         # A Braintree merchant account settles in one currency (BRAINTREE_CURRENCY).
         account_currency = currency_code(settings.BRAINTREE_CURRENCY)
@@ -588,6 +599,10 @@ def _refund_open(
             raise NotFound(f"No such payment: {payment_public_id}.")
         if payment.status != PaymentStatus.SUCCEEDED:
             raise PaymentNotRefundable(f"Only a succeeded payment can be refunded; payment is {payment.status}.")
+        if payment.customer is not None and payment.customer.status == Customer.Status.FROZEN:
+            raise CustomerFrozen(
+                f"Customer {payment.customer_id} is frozen by compliance; refunds to them are refused."
+            )
         reserved = (
             payment.refunds.filter(status__in=[RefundStatus.PENDING, RefundStatus.SUCCEEDED]).aggregate(
                 total=Sum("amount_minor")

@@ -1,10 +1,19 @@
 """Processing of stored webhook deliveries: once, in one transaction, retried when they fail.
 
-``webhook_process`` locks the event row, applies it and marks the outcome in the same
-transaction, so a worker killed half-way leaves nothing behind and the redelivered task starts
-again from scratch; an event already processed or ignored is left alone. A failure is recorded
-(attempts, error, next retry with exponential backoff) and a beat sweep re-enqueues what is due,
-as well as deliveries whose task the broker lost.
+An event is applied and its outcome recorded in the same transaction, so a worker killed
+half-way leaves nothing behind and the redelivered task starts again from scratch; an event
+already processed or ignored is left alone. A failure is recorded (attempts, error, next retry
+with exponential backoff) and a beat sweep re-enqueues what is due, as well as deliveries whose
+task the broker lost.
+
+Two entry points share one per-event step (``_apply``):
+
+- ``webhook_drain`` (the coalesced task queued by the endpoints) takes up to ``DRAIN_BATCH``
+  received events oldest first with ``FOR UPDATE SKIP LOCKED`` and applies them in ONE
+  transaction, each inside its own savepoint: an event that fails rolls back only its savepoint
+  and is marked failed; the outcomes of the whole batch are written with one UPDATE before the
+  commit. Two drains never take the same event.
+- ``webhook_process`` applies one event by id (retries, replays, redelivered tasks).
 """
 
 from __future__ import annotations
@@ -13,9 +22,10 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from fintech.core.audit import audit_record
@@ -27,57 +37,124 @@ from .models import WebhookEvent, WebhookEventStatus
 logger = logging.getLogger("fintech.payments.inbox")
 
 DONE = (WebhookEventStatus.PROCESSED, WebhookEventStatus.IGNORED)
-
+OUTCOME_FIELDS = ["status", "attempts", "last_error", "next_retry_at", "processed_at", "payment"]
 
 DRAIN_FLAG = "payments:webhook-drain-queued"
-DRAIN_BATCH = 200
+# Events applied per drain transaction. Larger batches save commits and round trips; but each
+# event's savepoint that writes is a subtransaction, and past 64 of them in one transaction
+# PostgreSQL's per-backend subtransaction cache overflows, which slows every snapshot taken on
+# the server. 50 stays under that and holds the rows a batch locks for a few tens of ms.
+DRAIN_BATCH = 50
+# Inside a drain, an event waits at most this long for a row another transaction holds (a
+# second drain, a single-event retry). It then stays "received" and is taken again by the next
+# batch, after the other transaction committed: two drains that lock the same payments in
+# opposite order never wait for PostgreSQL's deadlock detection, and the event is not a failure.
+DRAIN_LOCK_TIMEOUT_MS = 200
+_LOCK_NOT_AVAILABLE = "55P03"
+
+_drain_flag_client: redis.Redis | None = None
+
+
+def _drain_flag_redis() -> redis.Redis:
+    """A client of the cache's Redis, kept for the process (the flag is set on every delivery)."""
+    global _drain_flag_client
+    if _drain_flag_client is None:
+        location = settings.CACHES["default"]["LOCATION"]
+        _drain_flag_client = redis.Redis.from_url(location, socket_connect_timeout=2, socket_timeout=2)
+    return _drain_flag_client
 
 
 def webhook_drain_request() -> None:
     """After a delivery commits: queue one drain task unless one is already queued (coalesced).
 
     Publishing a Celery message costs more than storing the delivery; at high rates one drain
-    task per burst applies every waiting event instead of one task per event.
+    task per burst applies every waiting event instead of one task per event. The flag is the
+    cache entry ``DRAIN_FLAG`` (so ``cache.get``/``cache.delete`` see it), set with one raw
+    ``SET NX EX`` on a kept connection: the cheapest atomic "first since the last look".
     """
     from .tasks import drain_webhooks
 
-    if cache.add(DRAIN_FLAG, 1, timeout=settings.WEBHOOK_STALE_SECONDS):
+    try:
+        first = _drain_flag_redis().set(cache.make_key(DRAIN_FLAG), 1, nx=True, ex=settings.WEBHOOK_STALE_SECONDS)
+    except redis.RedisError:
+        # The delivery is stored; without Redis there is no broker either. The beat sweep
+        # enqueues it once it is WEBHOOK_STALE_SECONDS old.
+        logger.exception("could not set the webhook drain flag; the sweep will pick the delivery up")
+        return
+    if first:
         enqueue_on_commit(drain_webhooks)
 
 
 def webhook_drain(*, max_events: int = 100_000) -> int:
-    """Apply received events oldest first until none is left; the number applied.
+    """Apply received events oldest first, in batches, until none is left; the number applied.
 
     The queued flag is cleared before each look, so a delivery committed after the last look
-    finds no flag and queues a drain of its own: nothing waits for the sweep.
+    finds no flag and queues a drain of its own: nothing waits for the sweep. A batch in which
+    every event waited on rows another worker holds ends the drain: when that worker is a drain,
+    its next look takes them once its own batch commits; otherwise the sweep does.
     """
     applied = 0
     while applied < max_events:
         cache.delete(DRAIN_FLAG)
-        batch = list(
-            WebhookEvent.objects.filter(status=WebhookEventStatus.RECEIVED)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:DRAIN_BATCH]
-        )
-        if not batch:
+        count = webhook_process_batch(limit=min(DRAIN_BATCH, max_events - applied))
+        if not count:
             break
-        for event_id in batch:
-            webhook_process(event_id=event_id, skip_locked=True)
-        applied += len(batch)
+        applied += count
     return applied
 
 
-def retry_delay(attempts: int) -> timedelta:
-    base = settings.WEBHOOK_RETRY_BASE_SECONDS
-    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), settings.WEBHOOK_RETRY_MAX_SECONDS))
+def webhook_process_batch(*, limit: int = DRAIN_BATCH) -> int:
+    """Apply up to ``limit`` received events, oldest first, in one transaction.
+
+    The number given an outcome (processed, ignored or failed); events that waited too long on
+    another worker's rows are left received and not counted.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # Without waiting for the WAL flush: a crash can only lose whole processing
+            # transactions, which leaves their events "received" for the sweep to apply again.
+            # Deliveries themselves are stored with a synchronous commit before the 200.
+            cursor.execute(
+                f"SET LOCAL synchronous_commit TO OFF; SET LOCAL lock_timeout = {int(DRAIN_LOCK_TIMEOUT_MS)}"
+            )
+        events = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(status=WebhookEventStatus.RECEIVED)
+            .defer("raw_body", "headers")
+            .order_by("pk")[:limit]
+        )
+        decided = [event for event in events if _apply(event, defer_on_lock_timeout=True)]
+        if decided:
+            _save_outcomes(decided)
+    return len(decided)
+
+
+def _save_outcomes(events: list[WebhookEvent]) -> None:
+    """The outcomes (``OUTCOME_FIELDS``) of a batch of events, in one UPDATE."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE payments_webhookevent event SET status = outcome.status, attempts = outcome.attempts,"
+            " last_error = outcome.last_error, next_retry_at = outcome.next_retry_at,"
+            " processed_at = outcome.processed_at, payment_id = outcome.payment_id"
+            " FROM unnest(%s::bigint[], %s::varchar[], %s::integer[], %s::text[], %s::timestamptz[],"
+            " %s::timestamptz[], %s::bigint[])"
+            " AS outcome(id, status, attempts, last_error, next_retry_at, processed_at, payment_id)"
+            " WHERE event.id = outcome.id",
+            [
+                [event.pk for event in events],
+                [event.status for event in events],
+                [event.attempts for event in events],
+                [event.last_error for event in events],
+                [event.next_retry_at for event in events],
+                [event.processed_at for event in events],
+                [event.payment_id for event in events],
+            ],
+        )
 
 
 def webhook_process(*, event_id: int, skip_locked: bool = False) -> WebhookEvent | None:
     """Apply one event; with ``skip_locked``, None when another worker holds it right now."""
     with transaction.atomic():
-        # Without waiting for the WAL flush: a crash can only lose whole processing transactions,
-        # which leaves their events "received" for the sweep to apply again. Deliveries
-        # themselves are stored with a synchronous commit before the gateway gets its 200.
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
         event = WebhookEvent.objects.select_for_update(skip_locked=skip_locked).filter(pk=event_id).first()
@@ -87,27 +164,51 @@ def webhook_process(*, event_id: int, skip_locked: bool = False) -> WebhookEvent
             raise WebhookEvent.DoesNotExist(f"no webhook event {event_id}")
         if event.status in DONE:
             return event
-        event.attempts += 1
-        try:
-            with transaction.atomic():
-                applied = handlers.handle(event)
-                # Run the ledger's deferred balance checks now, inside the savepoint, so an
-                # unbalanced entry fails this event instead of the whole commit.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-                    cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        except (DatabaseError, Exception) as exc:
-            event.status = WebhookEventStatus.FAILED
-            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            event.next_retry_at = (
-                timezone.now() + retry_delay(event.attempts) if event.attempts < settings.WEBHOOK_MAX_ATTEMPTS else None
-            )
-            logger.warning("webhook %s (%s) failed, attempt %s: %s", event.pk, event.event_type, event.attempts, exc)
-        else:
-            event.status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.IGNORED
-            event.last_error, event.next_retry_at, event.processed_at = "", None, timezone.now()
-        event.save(update_fields=["status", "attempts", "last_error", "next_retry_at", "processed_at", "payment"])
+        _apply(event, defer_on_lock_timeout=False)
+        event.save(update_fields=OUTCOME_FIELDS)
     return event
+
+
+def retry_delay(attempts: int) -> timedelta:
+    base = settings.WEBHOOK_RETRY_BASE_SECONDS
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), settings.WEBHOOK_RETRY_MAX_SECONDS))
+
+
+def _apply(event: WebhookEvent, *, defer_on_lock_timeout: bool) -> bool:
+    """Apply a locked event inside a savepoint and set its outcome on the instance (not saved).
+
+    False when the event is left as it was: its savepoint hit the drain's lock timeout.
+    """
+    payment_id = event.payment_id
+    try:
+        with transaction.atomic():
+            applied = handlers.handle(event)
+            # Run the ledger's deferred balance checks now, inside the savepoint, so an
+            # unbalanced entry fails this event instead of the whole commit.
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+    except (DatabaseError, Exception) as exc:
+        # Whatever the handler did is rolled back, including a payment it linked the event to.
+        event.payment_id = payment_id
+        if defer_on_lock_timeout and _is_lock_timeout(exc):
+            logger.info("webhook %s (%s) waits for a row another worker holds; taken again", event.pk, event.event_type)
+            return False
+        event.attempts += 1
+        event.status = WebhookEventStatus.FAILED
+        event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        event.next_retry_at = (
+            timezone.now() + retry_delay(event.attempts) if event.attempts < settings.WEBHOOK_MAX_ATTEMPTS else None
+        )
+        logger.warning("webhook %s (%s) failed, attempt %s: %s", event.pk, event.event_type, event.attempts, exc)
+    else:
+        event.attempts += 1
+        event.status = WebhookEventStatus.PROCESSED if applied else WebhookEventStatus.IGNORED
+        event.last_error, event.next_retry_at, event.processed_at = "", None, timezone.now()
+    return True
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) == _LOCK_NOT_AVAILABLE
 
 
 @dataclass

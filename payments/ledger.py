@@ -32,14 +32,29 @@ class UnbalancedEntryError(ValueError):
     pass
 
 
-def _account_ids(gateway: str, currency: str, kinds: set[str]) -> dict[str, int]:
+def _create_accounts(gateway: str, currency: str, kinds: set[str]) -> None:
     LedgerAccount.objects.bulk_create(
         [LedgerAccount(kind=kind, gateway=gateway, currency=currency) for kind in sorted(kinds)],
         ignore_conflicts=True,
     )
-    return dict(
-        LedgerAccount.objects.filter(gateway=gateway, currency=currency, kind__in=kinds).values_list("kind", "id")
-    )
+
+
+# All of an entry's postings in one statement: the accounts are found by (kind, gateway, currency)
+# inside PostgreSQL, so no account id is kept in a process (and none can go stale). All lines or
+# none are inserted: none when an account does not exist yet.
+_INSERT_POSTINGS = """
+WITH line AS (
+    SELECT * FROM unnest(%(kinds)s::varchar[], %(amounts)s::bigint[]) WITH ORDINALITY AS l(kind, amount_minor, n)
+), resolved AS (
+    SELECT line.n, line.amount_minor, account.id AS account_id
+    FROM line JOIN payments_ledgeraccount account
+    ON account.kind = line.kind AND account.gateway = %(gateway)s AND account.currency = %(currency)s
+)
+INSERT INTO payments_posting (entry_id, account_id, currency, amount_minor)
+SELECT %(entry)s, account_id, %(currency)s, amount_minor FROM resolved
+WHERE (SELECT count(*) FROM resolved) = cardinality(%(kinds)s::varchar[])
+ORDER BY n
+"""
 
 
 def ledger_post(
@@ -55,7 +70,12 @@ def ledger_post(
     webhook_event: WebhookEvent | None = None,
     reverses: JournalEntry | None = None,
 ) -> JournalEntry | None:
-    """Post ``lines`` once under ``key``; None when the key was posted before. Call inside a transaction."""
+    """Post ``lines`` once under ``key``; None when the key was posted before. Call inside a transaction.
+
+    Two round trips: the entry (``ON CONFLICT DO NOTHING RETURNING id``), then all its postings
+    in one INSERT that finds their accounts (created the first time a kind, gateway and currency
+    is used).
+    """
     lines = [line for line in lines if line.amount_minor]
     if not lines:
         return None
@@ -79,15 +99,20 @@ def ledger_post(
             ],
         )
         row = cursor.fetchone()
-    if row is None:
-        return None
-    accounts = _account_ids(gateway, currency, {line.kind for line in lines})
-    Posting.objects.bulk_create(
-        [
-            Posting(entry_id=row[0], account_id=accounts[line.kind], currency=currency, amount_minor=line.amount_minor)
-            for line in lines
-        ]
-    )
+        if row is None:
+            return None
+        postings = {
+            "entry": row[0],
+            "kinds": [str(line.kind) for line in lines],
+            "amounts": [line.amount_minor for line in lines],
+            "gateway": gateway,
+            "currency": currency,
+        }
+        cursor.execute(_INSERT_POSTINGS, postings)
+        if cursor.rowcount == 0:
+            # The first posting to one of these accounts: create them, then post.
+            _create_accounts(gateway, currency, {line.kind for line in lines})
+            cursor.execute(_INSERT_POSTINGS, postings)
     return JournalEntry(pk=row[0], idempotency_key=key)
 
 

@@ -148,6 +148,10 @@ class Payment(models.Model):
     card_last4 = models.CharField(max_length=4, blank=True, default="")
     # Lower-cased payer email as the gateway reports it, for staff search.
     email = models.CharField(max_length=254, blank=True, default="")
+    # The payer as the gateway reports them (billing name, ISO 3166 country): the payment's
+    # counterparty, screened against the sanctions lists when first recorded.
+    payer_name = models.CharField(max_length=200, blank=True, default="")
+    payer_country = models.CharField(max_length=2, blank=True, default="")
     description = models.CharField(max_length=500, blank=True, default="")
     # Braintree subscription this charge belongs to, if any.
     subscription_id = models.CharField(max_length=255, blank=True, default="")

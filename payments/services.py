@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from fintech.core.hooks import hook_on_commit
 from fintech.core.models import Customer
 
 from . import dunning
@@ -37,6 +38,8 @@ from .models import (
 from .states import DISPUTE_RULES, PAYMENT_RULES, PAYOUT_RULES, REFUND_RULES
 
 Kind = LedgerAccountKind
+# The statuses a dunning plan reacts to (starts, recovers, cancels); other changes skip it.
+DUNNING_STATUSES = frozenset({PaymentStatus.FAILED, PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED})
 
 
 @dataclass
@@ -56,6 +59,9 @@ class PaymentFacts:
     card_brand: str = ""
     card_last4: str = ""
     email: str = ""
+    # The payer as the gateway reports them (billing name and country): screened for sanctions.
+    payer_name: str = ""
+    payer_country: str = ""
     description: str = ""
     subscription_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -64,16 +70,25 @@ class PaymentFacts:
     fee_reference: str = ""
 
 
+# The most frequent query of webhook processing, written out: building it through the ORM (some
+# thirty columns) cost more CPU than PostgreSQL spends answering it.
+_LOCK_PAYMENT_BY_GATEWAY_ID = "SELECT * FROM payments_payment WHERE gateway = %s AND gateway_payment_id = %s FOR UPDATE"
+
+
+def _locked_payment(gateway: str, gateway_payment_id: str) -> Payment | None:
+    """The payment with this gateway id, locked; None when there is none yet."""
+    return next(iter(Payment.objects.raw(_LOCK_PAYMENT_BY_GATEWAY_ID, [gateway, gateway_payment_id])), None)
+
+
 def _payment_for_update(facts: PaymentFacts) -> Payment:
     gateway, gateway_payment_id = facts.gateway, facts.gateway_payment_id
-    existing = Payment.objects.select_for_update().filter(gateway=gateway, gateway_payment_id=gateway_payment_id)
-    payment = existing.first()
+    payment = _locked_payment(gateway, gateway_payment_id)
     if payment is not None:
         return payment
     pending = _pending_payment_referenced(facts)
     if pending is not None:
         return pending
-    return _payment_row(gateway, gateway_payment_id, facts.currency, facts.amount_minor)
+    return _payment_insert_and_lock(gateway, gateway_payment_id, facts.currency, facts.amount_minor)
 
 
 def _pending_payment_referenced(facts: PaymentFacts) -> Payment | None:
@@ -107,6 +122,12 @@ def _pending_payment_referenced(facts: PaymentFacts) -> Payment | None:
 
 
 def _payment_row(gateway: str, gateway_payment_id: str, currency: str, amount_minor: int | None) -> Payment:
+    """The payment, locked; inserted first when this is the first we hear of it."""
+    payment = _locked_payment(gateway, gateway_payment_id)
+    return payment or _payment_insert_and_lock(gateway, gateway_payment_id, currency, amount_minor)
+
+
+def _payment_insert_and_lock(gateway: str, gateway_payment_id: str, currency: str, amount_minor: int | None) -> Payment:
     Payment.objects.bulk_create(
         [
             Payment(
@@ -118,7 +139,10 @@ def _payment_row(gateway: str, gateway_payment_id: str, currency: str, amount_mi
         ],
         ignore_conflicts=True,
     )
-    return Payment.objects.select_for_update().get(gateway=gateway, gateway_payment_id=gateway_payment_id)
+    payment = _locked_payment(gateway, gateway_payment_id)
+    if payment is None:
+        raise Payment.DoesNotExist(f"payment {gateway} {gateway_payment_id} vanished after its insert")
+    return payment
 
 
 def _customer_from_metadata(metadata: dict[str, Any]) -> Customer | None:
@@ -143,6 +167,17 @@ def payment_apply_facts(*, facts: PaymentFacts, event: WebhookEvent | None = Non
     for name in ("gateway_charge_id", "card_brand", "card_last4", "email", "description", "subscription_id"):
         if not getattr(payment, name):
             assign(name, getattr(facts, name))
+    if facts.payer_name and not payment.payer_name:
+        assign("payer_name", facts.payer_name.strip()[:200])
+        assign("payer_country", facts.payer_country.strip().upper()[:2])
+        # A counterparty is recorded: compliance screens it (after commit, by a hook it names).
+        hook_on_commit(
+            "COUNTERPARTY_SCREENING_HOOK",
+            name=payment.payer_name,
+            country=payment.payer_country,
+            source_type="payments.payment",
+            source_id=payment.pk,
+        )
     if facts.metadata and not payment.metadata:
         assign("metadata", facts.metadata)
         if payment.customer_id is None:
@@ -168,17 +203,17 @@ def payment_apply_facts(*, facts: PaymentFacts, event: WebhookEvent | None = Non
     if payment.status == PaymentStatus.SUCCEEDED and payment.amount_captured_minor == 0:
         # A success that does not state the captured amount captured the whole amount.
         assign("amount_captured_minor", payment.amount_minor)
-    if changed:
-        payment.updated_at = timezone.now()
-        payment.save(update_fields=[*changed, "updated_at"])
 
     if payment.status == PaymentStatus.SUCCEEDED:
         _post_capture(payment, facts.occurred_at, event)
-    if facts.fee_minor:
-        payment_record_fee(
-            payment=payment, fee_minor=facts.fee_minor, reference=facts.fee_reference, occurred_at=facts.occurred_at
-        )
-    if payment.status != previous_status:
+    if facts.fee_minor and _post_fee(
+        payment, fee_minor=facts.fee_minor, reference=facts.fee_reference, occurred_at=facts.occurred_at
+    ):
+        changed.add("fee_minor")
+    if changed:
+        payment.updated_at = timezone.now()
+        payment.save(update_fields=[*changed, "updated_at"])
+    if payment.status != previous_status and payment.status in DUNNING_STATUSES:
         dunning.payment_status_changed(payment=payment, previous_status=previous_status)
     if event is not None and event.payment_id != payment.pk:
         event.payment = payment
@@ -206,6 +241,14 @@ def _post_capture(payment: Payment, occurred_at: datetime, event: WebhookEvent |
 
 def payment_record_fee(*, payment: Payment, fee_minor: int, reference: str, occurred_at: datetime) -> bool:
     """Record a gateway fee once per gateway reference (balance transaction, transaction id)."""
+    posted = _post_fee(payment, fee_minor=fee_minor, reference=reference, occurred_at=occurred_at)
+    if posted:
+        Payment.objects.filter(pk=payment.pk).update(fee_minor=payment.fee_minor, updated_at=timezone.now())
+    return posted
+
+
+def _post_fee(payment: Payment, *, fee_minor: int, reference: str, occurred_at: datetime) -> bool:
+    """Post a fee once per gateway reference and add it to ``payment.fee_minor`` (not saved)."""
     entry = ledger_post(
         key=f"{payment.gateway}:fee:{reference or payment.gateway_payment_id}",
         description=f"Gateway fee on payment {payment.public_id}",
@@ -216,7 +259,6 @@ def payment_record_fee(*, payment: Payment, fee_minor: int, reference: str, occu
         payment=payment,
     )
     if entry is not None:
-        Payment.objects.filter(pk=payment.pk).update(fee_minor=payment.fee_minor + fee_minor, updated_at=timezone.now())
         payment.fee_minor += fee_minor
     return entry is not None
 

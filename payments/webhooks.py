@@ -1,9 +1,10 @@
 """The webhook inbox: verify a gateway's delivery, store it once, hand it to a worker.
 
 The endpoints do the least work that makes a delivery safe to acknowledge: size check,
-signature check with the official SDK, a shape check, one ``INSERT ... ON CONFLICT DO NOTHING``
-on (provider, event_id) and a task enqueued after commit. Processing happens in
-``payments.tasks.process_webhook_event``; a beat sweep re-enqueues anything the broker lost.
+signature check with the official SDK, a shape check, one durable ``INSERT ... ON CONFLICT DO
+NOTHING`` on (provider, event_id) and the coalesced drain signal (``webhook_drain_request``).
+Processing happens in ``payments.tasks.drain_webhooks``; a beat sweep re-enqueues anything the
+broker lost. gunicorn serves these views through a short middleware chain (``fintech.wsgi``).
 Refused deliveries store nothing; each refusal is logged, and audited at most once per
 provider, reason and address every few minutes, so a flood cannot fill the audit trail.
 """

@@ -35,12 +35,14 @@ ACCESS = {
     "/payments/payouts/": {"ops"},
     "/payments/dunning/": {"ops"},
     "/payments/pay_roles/": {"ops"},
+    "/compliance/hits/1/": {"compliance"},
+    "/compliance/rescreens/": {"compliance"},
 }
 # URL names that are not staff dashboard pages.
 NOT_DASHBOARD = {"healthz", "stripe_webhook", "braintree_webhook", None}
 # Included URL configurations that hold dashboard pages; the other includes (the admin, allauth,
 # the merchant API) have their own access rules, tested separately.
-DASHBOARD_NAMESPACES = {"payments"}
+DASHBOARD_NAMESPACES = {"payments", "compliance"}
 
 
 def _dashboard_url_names(patterns=None, prefix: str = "") -> set[str]:
@@ -70,6 +72,11 @@ def test_the_table_covers_every_dashboard_page():
         "customer_detail",
         "customer_reveal",
         "customer_change_status",
+        "compliance:hit_queue",
+        "compliance:hit_detail",
+        "compliance:hit_decide",
+        "compliance:rescreen_list",
+        "compliance:rescreen_start",
         "payments:payment_list",
         "payments:payment_detail",
         "payments:webhook_list",
@@ -94,6 +101,8 @@ def test_roles_are_created_by_migration_with_their_permissions():
     assert "core.reveal_sensitive" not in codes("ops") | codes("admin")
     assert "core.operate_payments" not in codes("compliance") | codes("admin")
     assert {"core.manage_staff", "auth.change_user"} <= codes("admin")
+    assert {"compliance.review_hit", "compliance.confirm_true_match"} <= codes("compliance")
+    assert not {"compliance.review_hit", "compliance.confirm_true_match"} & (codes("ops") | codes("admin"))
 
 
 @pytest.fixture(autouse=True)
@@ -118,6 +127,39 @@ def objects_the_urls_name():
         payment=payment,
     )
     LedgerAccount.objects.create(kind="gateway_clearing", gateway="stripe", currency="USD")
+    _sanctions_hit_1()
+
+
+def _sanctions_hit_1() -> None:
+    """Sanctions hit 1 (of customer 1 against a hand-made list entry), for /compliance/hits/1/."""
+    from compliance.models import Hit, ListEntry, ListVersion, ScreeningSubject
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setval(pg_get_serial_sequence('compliance_hit', 'id'), 1, false)")
+    version = ListVersion.objects.create(source="ofac_sdn", origin="tests", file_sha256="0" * 64, status="active")
+    names = [{"name": "Ada", "kind": "primary"}]
+    data = {"source": "ofac_sdn", "key": "1", "entity_type": "individual", "names": names}
+    entry = ListEntry.objects.create(
+        source="ofac_sdn",
+        key="1",
+        entity_type="individual",
+        primary_name="Ada",
+        data=data,
+        content_hash="0" * 64,
+        first_version=version,
+        changed_version=version,
+    )
+    subject = ScreeningSubject.objects.create(kind="customer", customer_id=1)
+    Hit.objects.create(
+        subject=subject,
+        entry=entry,
+        entry_hash="0" * 64,
+        list_version=version,
+        score=0.9,
+        matched_name="Ada",
+        matched_name_kind="primary",
+        last_screened_at=version.started_at,
+    )
 
 
 @pytest.mark.parametrize("role", ["ops", "compliance", "admin"])

@@ -124,10 +124,11 @@ def _serve_until_healthy_then_ctrl_c(env: dict[str, str]) -> tuple[subprocess.Po
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
                     health = response.status
                     break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
         assert health == 200, "the stack never reported healthy (worker heartbeat from beat)"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=5) as response:
+        # Generous: at start-up the worker loads the demo's sanctions lists on the same cores.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=60) as response:
             assert response.status == 200
         descendants = psutil.Process(runner.pid).children(recursive=True)
         commands = " ".join(" ".join(process.cmdline()) for process in descendants)

@@ -21,7 +21,9 @@ def _environment(**overrides: str | None) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "FIELD_ENCRYPTION_", "BLIND_INDEX_"))
+        if not key.startswith(
+            ("DJANGO_", "DATABASE_", "REDIS_", "SECURE_", "FIELD_ENCRYPTION_", "BLIND_INDEX_", "AUDIT_ANCHOR_")
+        )
     }
     env.update(
         DJANGO_ENV="production",
@@ -31,6 +33,7 @@ def _environment(**overrides: str | None) -> dict[str, str]:
         REDIS_URL=settings.REDIS_URL,
         FIELD_ENCRYPTION_KEYS=generate_key_entry("prod1"),
         BLIND_INDEX_KEY=secrets.token_urlsafe(48),
+        AUDIT_ANCHOR_KEYS=generate_key_entry("anchor1"),
     )
     for key, value in overrides.items():
         if value is None:
@@ -103,8 +106,10 @@ def test_production_never_falls_back_to_embedded_services(variable):
         ({"FIELD_ENCRYPTION_KEYS": "k1:c2hvcnQ="}, "must be 32 bytes"),
         ({"BLIND_INDEX_KEY": None}, "BLIND_INDEX_KEY must be a random string of at least 32 characters"),
         ({"BLIND_INDEX_KEY": "short"}, "BLIND_INDEX_KEY must be a random string of at least 32 characters"),
+        ({"AUDIT_ANCHOR_KEYS": None}, "AUDIT_ANCHOR_KEYS is empty"),
+        ({"AUDIT_ANCHOR_KEYS": "a1:c2hvcnQ="}, "AUDIT_ANCHOR_KEYS key 'a1' must be 32 bytes"),
     ],
-    ids=["no-keyring", "bad-keyring", "no-index-key", "short-index-key"],
+    ids=["no-keyring", "bad-keyring", "no-index-key", "short-index-key", "no-anchor-key", "bad-anchor-key"],
 )
 def test_production_refuses_missing_or_weak_encryption_keys(overrides, message):
     result = _manage("check", **overrides)

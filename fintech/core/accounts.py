@@ -1,10 +1,13 @@
 """Sign-in and second factors: django-allauth adapters and the staff MFA requirement.
 
 - TOTP and recovery-code secrets are encrypted with the field-encryption keyring before
-  allauth stores them (its default adapter stores them in clear).
+  allauth stores them (its default adapter stores them in clear). WebAuthn security keys are
+  stored as allauth keeps them: their credential holds a public key, nothing secret.
 - Every staff session must have passed a second factor: until it has, it reaches only the MFA
   set-up and challenge pages (``StaffMFARequiredMiddleware``), for the dashboard and the admin.
-- Staff cannot remove their last second factor.
+- Staff cannot remove their last second factor: a TOTP device or a WebAuthn security key.
+- A security-key answer that does not verify is a failed second-factor attempt like a wrong code
+  (counted against the same limit, announced for the audit trail).
 """
 
 from __future__ import annotations
@@ -17,10 +20,16 @@ from urllib.parse import quote
 from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.authentication import get_authentication_records
-from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.core import context
+from allauth.mfa import signals as mfa_signals
+from allauth.mfa.adapter import DefaultMFAAdapter, get_adapter
 from allauth.mfa.models import Authenticator
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from allauth.mfa.webauthn import forms as webauthn_forms
+from allauth.mfa.webauthn.views import RemoveWebAuthnView
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import Resolver404, resolve, reverse
 
@@ -29,17 +38,26 @@ from .crypto import DecryptionError, keyring
 security_log = logging.getLogger("fintech.security")
 MFA_CIPHERTEXT_PREFIX = "fintech:v1:"
 MFA_ASSOCIATED_DATA = "mfa_authenticator.data"
-# Pages a staff session without a second factor may still open.
-MFA_SETUP_URL_NAMES = {
-    "mfa_activate_totp",
+# The factors that count as a second factor (recovery codes only stand in for one).
+SECOND_FACTOR_TYPES = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
+# Pages a staff session that has not passed a second factor may open: the challenges, always.
+MFA_CHALLENGE_URL_NAMES = {
     "mfa_authenticate",
     "mfa_reauthenticate",
+    "mfa_reauthenticate_webauthn",
+    "account_logout",
+    "healthz",
+}
+# And, only while the user has no second factor at all, setting up the first one. Someone who has
+# a factor answers its challenge: reauthenticating with the password alone must not let them add
+# another factor or read recovery codes, which would step around the one they have.
+MFA_SETUP_URL_NAMES = MFA_CHALLENGE_URL_NAMES | {
+    "mfa_activate_totp",
+    "mfa_add_webauthn",
     "mfa_index",
     "mfa_view_recovery_codes",
     "mfa_download_recovery_codes",
     "account_reauthenticate",
-    "account_logout",
-    "healthz",
 }
 
 
@@ -57,9 +75,7 @@ class AccountAdapter(DefaultAccountAdapter):
         request = self.request
         if request is None or not request.user.is_authenticated:
             return True
-        if Authenticator.objects.filter(
-            user=request.user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
-        ).exists():
+        if Authenticator.objects.filter(user=request.user, type__in=SECOND_FACTOR_TYPES).exists():
             return True
         timeout = account_settings.REAUTHENTICATION_TIMEOUT
         return not any(
@@ -95,13 +111,61 @@ class MFAAdapter(DefaultMFAAdapter):
         user = authenticator.user
         if not user.is_staff:
             return True
-        others = Authenticator.objects.filter(
-            user=user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
-        )
+        others = Authenticator.objects.filter(user=user, type__in=SECOND_FACTOR_TYPES)
         return others.exclude(pk=authenticator.pk).exists()
 
     def get_totp_issuer(self) -> str:
         return "Fintech Ops"
+
+    def get_public_key_credential_rp_entity(self) -> dict[str, str]:
+        """The relying party a security key is bound to: ``WEBAUTHN_RP_ID`` when set, else the
+        request's host name (already checked against ALLOWED_HOSTS). The browser refuses an id
+        that is not the page's host or a parent domain of it, and fido2 checks the origin again."""
+        entity = super().get_public_key_credential_rp_entity()
+        return {"id": settings.WEBAUTHN_RP_ID or entity["id"], "name": "Fintech Ops"}
+
+
+class AuthenticateWebAuthnForm(webauthn_forms.AuthenticateWebAuthnForm):
+    """allauth's security-key challenge, with a failed answer announced like a wrong TOTP code
+    (allauth announces only those), so the audit trail records it as ``auth.mfa_failed``."""
+
+    def clean_credential(self) -> Authenticator:
+        try:
+            return super().clean_credential()
+        except ValidationError as error:
+            if error.code == "incorrect_code" and self.user is not None:
+                self._announce_failure()
+            raise
+
+    def _announce_failure(self) -> None:
+        factors = Authenticator.objects.filter(user=self.user, type__in=SECOND_FACTOR_TYPES)
+        authenticator = factors.filter(type=Authenticator.Type.WEBAUTHN).first() or factors.first()
+        if authenticator is not None:
+            mfa_signals.authentication_failed.send(
+                sender=Authenticator,
+                request=context.request,
+                user=self.user,
+                authenticator=authenticator,
+                reauthentication=self.reauthenticated,
+            )
+
+
+class ReauthenticateWebAuthnForm(AuthenticateWebAuthnForm):
+    reauthenticated = True
+
+
+class StaffRemoveWebAuthnView(RemoveWebAuthnView):
+    """allauth's "remove security key" page, which asks the adapter first (allauth asks it only
+    before removing a TOTP device): staff keep at least one second factor."""
+
+    def form_valid(self, form) -> HttpResponse:
+        if not get_adapter().can_delete_authenticator(self.get_object()):
+            messages.error(self.request, get_adapter().error_messages["cannot_delete_authenticator"])
+            return HttpResponseRedirect(reverse("mfa_list_webauthn"))
+        return super().form_valid(form)
+
+
+remove_webauthn = StaffRemoveWebAuthnView.as_view()
 
 
 def session_passed_mfa(request: HttpRequest) -> bool:
@@ -122,13 +186,24 @@ class StaffMFARequiredMiddleware:
                 url_name = resolve(request.path_info).url_name
             except Resolver404:
                 url_name = None
-            if url_name not in MFA_SETUP_URL_NAMES and not request.path_info.startswith("/static/"):
-                has_factor = Authenticator.objects.filter(
-                    user=user, type__in=[Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
-                ).exists()
-                target = reverse("mfa_reauthenticate" if has_factor else "mfa_activate_totp")
-                return redirect(f"{target}?next={quote(request.get_full_path())}")
+            if url_name not in MFA_CHALLENGE_URL_NAMES and not request.path_info.startswith("/static/"):
+                factors = set(
+                    Authenticator.objects.filter(user=user, type__in=SECOND_FACTOR_TYPES).values_list("type", flat=True)
+                )
+                if factors or url_name not in MFA_SETUP_URL_NAMES:
+                    target = reverse(challenge_url_name(factors))
+                    return redirect(f"{target}?next={quote(request.get_full_path())}")
         return self.get_response(request)
+
+
+def challenge_url_name(factors: set[str]) -> str:
+    """Where a staff session that has not passed a factor goes: the challenge of a factor the user
+    has (the code page when TOTP is among them), else setting up a first one."""
+    if Authenticator.Type.TOTP in factors:
+        return "mfa_reauthenticate"
+    if Authenticator.Type.WEBAUTHN in factors:
+        return "mfa_reauthenticate_webauthn"
+    return "mfa_activate_totp"
 
 
 def axes_username(request: HttpRequest, credentials: dict | None) -> str | None:

@@ -4,7 +4,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 
 from .customers import mask
-from .models import AuditEvent, AuditVerification, Customer, WorkerHeartbeat
+from .models import AuditCheckpoint, AuditEvent, AuditVerification, Customer, WorkerHeartbeat
 
 User = get_user_model()
 
@@ -48,6 +48,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
 class AuditVerificationAdmin(ReadOnlyAdmin):
     list_display = ("finished_at", "ok", "events_checked", "first_broken_seq", "triggered_by", "message")
     ordering = ("-finished_at",)
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(ReadOnlyAdmin):
+    list_display = ("seq", "created_at", "key_id", "chain_hash", "signature")
+    ordering = ("-seq", "-pk")
 
 
 @admin.register(Customer)

@@ -4,6 +4,11 @@ Every service that changes state calls ``audit_record`` inside its own transacti
 and the change commit or roll back together. Concurrent writers are serialised by a
 transaction-scoped PostgreSQL advisory lock, which makes the chain one line: each entry's
 ``prev_hash`` is the hash of the entry before it.
+
+The chain alone cannot show a rewrite by someone who can bypass the database triggers and
+recompute every hash after the change. A successful verification therefore writes a checkpoint
+(``AuditCheckpoint``) signed with ``AUDIT_ANCHOR_KEYS``, a key the database does not hold, and logs
+it; later verifications check every checkpoint against the trail.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +26,12 @@ from django.db import connection, models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import AuditEvent, AuditVerification
+from .anchor import SETTING as ANCHOR_SETTING
+from .anchor import anchor_keyring, canonical_time, checkpoint_message
+from .models import AuditCheckpoint, AuditEvent, AuditVerification
 from .network import client_ip
+
+logger = logging.getLogger("fintech.audit")
 
 GENESIS_HASH = "0" * 64
 # Any constant: the key of the advisory lock that serialises audit writers.
@@ -156,6 +167,9 @@ class ChainReport:
     events_checked: int
     first_broken_seq: int | None
     message: str
+    # The last entry checked (0 and the genesis hash for an empty trail).
+    head_seq: int = 0
+    head_hash: str = GENESIS_HASH
 
 
 def audit_chain_check(*, batch_size: int = 2000, on_progress: Callable[[int], None] | None = None) -> ChainReport:
@@ -183,27 +197,192 @@ def audit_chain_check(*, batch_size: int = 2000, on_progress: Callable[[int], No
         last_seq = batch[-1].seq
         if on_progress:
             on_progress(len(batch))
-    return ChainReport(ok=True, events_checked=checked, first_broken_seq=None, message=f"{checked} entries intact")
+    return ChainReport(
+        ok=True,
+        events_checked=checked,
+        first_broken_seq=None,
+        message=f"{checked} entries intact",
+        head_seq=expected_seq - 1,
+        head_hash=expected_prev,
+    )
 
 
-def audit_chain_verify(*, triggered_by: str, on_progress: Callable[[int], None] | None = None) -> AuditVerification:
-    """Check the whole chain and record the result (shown on the audit page)."""
+@dataclass(frozen=True)
+class CheckpointReport:
+    ok: bool
+    checkpoints_checked: int
+    first_broken_seq: int | None
+    message: str
+
+
+def audit_checkpoints_check(*, batch_size: int = 500) -> CheckpointReport:
+    """Check every signed checkpoint against the trail; stop at the first that fails.
+
+    Each checkpoint must carry a valid signature under a key of ``AUDIT_ANCHOR_KEYS`` (an unknown
+    key id fails: it cannot be told from a forgery), its entry must still exist (not deleted from
+    the end) and still have the signed hash (not rewritten with recomputed hashes).
+    """
+    keyring = anchor_keyring()
+    head_seq = AuditEvent.objects.aggregate(head=models.Max("seq"))["head"] or 0
+    checked = 0
+    last_good_seq = 0
+    last_key: tuple[int, int] = (0, 0)
+    while True:
+        batch = list(
+            AuditCheckpoint.objects.filter(
+                models.Q(seq__gt=last_key[0]) | models.Q(seq=last_key[0], pk__gt=last_key[1])
+            ).order_by("seq", "pk")[:batch_size]
+        )
+        if not batch:
+            break
+        stored = dict(
+            AuditEvent.objects.filter(seq__in={checkpoint.seq for checkpoint in batch}).values_list("seq", "hash")
+        )
+        for checkpoint in batch:
+            label = f"checkpoint {checkpoint.pk} (entry #{checkpoint.seq}, signed {_utc(checkpoint.created_at)})"
+            message = checkpoint_message(
+                seq=checkpoint.seq, chain_hash=checkpoint.chain_hash, created_at=checkpoint.created_at
+            )
+            signed = (
+                keyring.verify(message, key_id=checkpoint.key_id, signature=checkpoint.signature) if keyring else None
+            )
+            problem, broken = None, checkpoint.seq
+            if signed is None:
+                problem = (
+                    f"{label} is signed with key {checkpoint.key_id!r}, which is not in {ANCHOR_SETTING}: "
+                    "it cannot be verified"
+                )
+            elif not signed:
+                problem = f"{label} has an invalid signature under key {checkpoint.key_id!r}: it was forged or altered"
+            elif checkpoint.seq > head_seq:
+                problem = (
+                    f"{label} vouches for entry #{checkpoint.seq}, but the trail ends at #{head_seq}: "
+                    "entries were deleted from the end"
+                )
+                broken = head_seq + 1
+            elif stored.get(checkpoint.seq) != checkpoint.chain_hash:
+                problem = (
+                    f"entry #{checkpoint.seq} no longer has the hash signed in {label}: the trail was rewritten "
+                    f"between entries #{last_good_seq + 1} and #{checkpoint.seq} and the hashes recomputed"
+                )
+            if problem:
+                return CheckpointReport(ok=False, checkpoints_checked=checked, first_broken_seq=broken, message=problem)
+            checked += 1
+            last_good_seq = checkpoint.seq
+        last_key = (batch[-1].seq, batch[-1].pk)
+    return CheckpointReport(
+        ok=True,
+        checkpoints_checked=checked,
+        first_broken_seq=None,
+        message=f"{checked} checkpoint{'' if checked == 1 else 's'} verified",
+    )
+
+
+HEAD_PATTERN = re.compile(r"^\s*#?(\d{1,18}):([0-9a-fA-F]{64})\s*$")
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``"SEQ:HASH"`` (as logged with each checkpoint) to ``(seq, hash)``; ValueError if malformed."""
+    match = HEAD_PATTERN.match(text)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError("a head is SEQ:HASH, a positive entry number and a 64-character hex SHA-256")
+    return int(match.group(1)), match.group(2).lower()
+
+
+def audit_head_check(*, seq: int, chain_hash: str) -> str | None:
+    """The problem, if entry ``seq`` is missing or does not have ``chain_hash``; None if it matches."""
+    stored = AuditEvent.objects.filter(seq=seq).values_list("hash", flat=True).first()
+    if stored is None:
+        head_seq = AuditEvent.objects.aggregate(head=models.Max("seq"))["head"] or 0
+        return f"the expected head #{seq} is missing: the trail ends at #{head_seq} (entries were deleted)"
+    if stored != chain_hash:
+        return (
+            f"entry #{seq} has hash {stored[:16]}…, not the expected {chain_hash[:16]}…: "
+            f"the trail was rewritten at or before entry #{seq}"
+        )
+    return None
+
+
+def _utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds")
+
+
+def audit_chain_verify(
+    *,
+    triggered_by: str,
+    on_progress: Callable[[int], None] | None = None,
+    expected_head: tuple[int, str] | None = None,
+) -> AuditVerification:
+    """Check the chain, every checkpoint and (if given) an expected head; record the result.
+
+    When everything holds, sign a checkpoint for the head just verified (if ``AUDIT_ANCHOR_KEYS``
+    is set) and log it on the ``fintech.audit`` logger, the copy kept outside the database. The
+    result is shown on the audit page.
+    """
     started_at = timezone.now()
-    report = audit_chain_check(on_progress=on_progress)
+    chain = audit_chain_check(on_progress=on_progress)
+    ok, broken_seq, message = chain.ok, chain.first_broken_seq, chain.message
+    checkpoints: CheckpointReport | None = None
+    if ok:
+        checkpoints = audit_checkpoints_check()
+        if checkpoints.ok:
+            message = f"{chain.message}; {checkpoints.message}"
+        else:
+            ok, broken_seq, message = False, checkpoints.first_broken_seq, checkpoints.message
+    if ok and expected_head is not None:
+        problem = audit_head_check(seq=expected_head[0], chain_hash=expected_head[1])
+        if problem:
+            ok, broken_seq, message = False, expected_head[0], problem
+        else:
+            message = f"{message}; expected head #{expected_head[0]} matches"
+    keyring = anchor_keyring()
+    if ok and keyring is None:
+        message = f"{message}; no checkpoint written: {ANCHOR_SETTING} is not set"
     with transaction.atomic():
         verification = AuditVerification.objects.create(
             started_at=started_at,
             finished_at=timezone.now(),
-            ok=report.ok,
-            events_checked=report.events_checked,
-            first_broken_seq=report.first_broken_seq,
-            message=report.message,
+            ok=ok,
+            events_checked=chain.events_checked,
+            first_broken_seq=broken_seq,
+            message=message,
             triggered_by=triggered_by[:64],
         )
+        checkpoint = None
+        if ok and chain.head_seq > 0 and keyring is not None:
+            created_at = timezone.now()
+            key_id, signature = keyring.sign(
+                checkpoint_message(seq=chain.head_seq, chain_hash=chain.head_hash, created_at=created_at)
+            )
+            checkpoint = AuditCheckpoint.objects.create(
+                seq=chain.head_seq,
+                chain_hash=chain.head_hash,
+                created_at=created_at,
+                key_id=key_id,
+                signature=signature,
+                verification=verification,
+            )
+        details: dict[str, Any] = {"events_checked": chain.events_checked, "first_broken_seq": broken_seq}
+        if checkpoints is not None:
+            details["checkpoints_checked"] = checkpoints.checkpoints_checked
+        if checkpoint is not None:
+            details["checkpoint"] = {"seq": checkpoint.seq, "hash": checkpoint.chain_hash, "key_id": checkpoint.key_id}
         audit_record(
             actor=SystemActor(triggered_by),
-            action="audit.chain_verified" if report.ok else "audit.chain_broken",
+            action="audit.chain_verified" if ok else "audit.chain_broken",
             target=verification,
-            details={"events_checked": report.events_checked, "first_broken_seq": report.first_broken_seq},
+            details=details,
         )
+    if checkpoint is not None:
+        # head=SEQ:HASH is what `verify_audit_chain --expect-head` takes.
+        logger.info(
+            "audit checkpoint head=%s:%s created_at=%s key_id=%s signature=%s",
+            checkpoint.seq,
+            checkpoint.chain_hash,
+            canonical_time(checkpoint.created_at),
+            checkpoint.key_id,
+            checkpoint.signature,
+        )
+    if not ok:
+        logger.error("audit trail verification FAILED at entry #%s: %s", broken_seq, message)
     return verification

@@ -16,9 +16,13 @@ from django.utils import timezone
 
 from .audit import audit_record
 from .exceptions import InvalidTransition, NotAllowed, ValidationFailed
+from .hooks import hook_on_commit
 from .models import Customer
 
 SENSITIVE_FIELDS = ("tax_id", "date_of_birth", "address")
+# Fields whose new values the audit trail keeps: not personal data. The trail is append-only, so
+# names, emails and phone numbers are recorded as "changed" without their values.
+AUDITED_VALUE_FIELDS = ("kind", "nationality", "country_of_residence")
 SENSITIVE_LABELS = {"tax_id": "Tax id", "date_of_birth": "Date of birth", "address": "Address"}
 EDITABLE_FIELDS = (
     "kind",
@@ -40,6 +44,9 @@ KYC_TRANSITIONS: dict[str, set[str]] = {
     Customer.KycStatus.VERIFIED: {Customer.KycStatus.PENDING},
 }
 ADDRESS_KEYS = {"lines", "city", "postal_code", "region", "country"}
+# Fields the sanctions screening reads: changing one asks for the customer to be screened again
+# (the CUSTOMER_SCREENING_HOOK setting; compliance screens, the core never imports it).
+SCREENED_FIELDS = ("legal_name", "kind", "date_of_birth", "nationality", "country_of_residence")
 
 
 def _clean(customer: Customer) -> None:
@@ -78,6 +85,7 @@ def customer_create(*, actor, request: HttpRequest | None = None, **values: Any)
         details={"fields": sorted(name for name, value in values.items() if value not in (None, ""))},
         request=request,
     )
+    hook_on_commit("CUSTOMER_SCREENING_HOOK", customer_id=customer.pk, fields=list(SCREENED_FIELDS))
     return customer
 
 
@@ -103,11 +111,13 @@ def customer_update(*, customer: Customer, actor, request: HttpRequest | None = 
         target=locked,
         details={
             "fields": sorted(changed),
-            # values only for fields that are not sensitive
-            "values": {name: changes[name] for name in changed if name not in SENSITIVE_FIELDS},
+            "values": {name: changes[name] for name in changed if name in AUDITED_VALUE_FIELDS},
         },
         request=request,
     )
+    screened = sorted(set(changed) & set(SCREENED_FIELDS))
+    if screened:
+        hook_on_commit("CUSTOMER_SCREENING_HOOK", customer_id=locked.pk, fields=screened)
     return locked
 
 
@@ -160,6 +170,33 @@ def customer_set_kyc_status(
         field="kyc_status",
         target=status,
         allowed=allowed,
+        actor=actor,
+        reason=reason,
+        request=request,
+    )
+
+
+@transaction.atomic
+def customer_freeze(*, customer: Customer, actor, reason: str, request: HttpRequest | None = None) -> Customer:
+    """Suspend the relationship (a confirmed sanctions match, or a compliance officer's decision)."""
+    return _transition(
+        customer=customer,
+        field="status",
+        target=Customer.Status.FROZEN,
+        allowed=None,
+        actor=actor,
+        reason=reason,
+        request=request,
+    )
+
+
+@transaction.atomic
+def customer_unfreeze(*, customer: Customer, actor, reason: str, request: HttpRequest | None = None) -> Customer:
+    return _transition(
+        customer=customer,
+        field="status",
+        target=Customer.Status.ACTIVE,
+        allowed=None,
         actor=actor,
         reason=reason,
         request=request,

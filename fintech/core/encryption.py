@@ -98,34 +98,50 @@ def _mfa_check(report: ColumnReport) -> None:
                 report.values_by_key[_mfa_key_id(data[key])] += 1
 
 
-@transaction.atomic
-def _mfa_rotate(report: ColumnReport, current: str) -> None:
+def _mfa_rotate(report: ColumnReport, current: str, batch_size: int, on_progress) -> None:
+    """Like the columns: batches of authenticators, each batch one transaction, rows locked in pk order."""
     from allauth.mfa.models import Authenticator
+
+    last_pk = 0
+    while True:
+        with transaction.atomic():
+            batch = list(Authenticator.objects.select_for_update().filter(pk__gt=last_pk).order_by("pk")[:batch_size])
+            if not batch:
+                return
+            before = report.values_by_key.total()
+            for authenticator in batch:
+                _mfa_rotate_one(report, current, authenticator)
+            last_pk = batch[-1].pk
+        if on_progress:
+            on_progress(report.label, report.values_by_key.total() - before)
+
+
+def _mfa_rotate_one(report: ColumnReport, current: str, authenticator) -> None:
+    from allauth.mfa.models import Authenticator
+    from django.core.exceptions import PermissionDenied
 
     from .accounts import MFAAdapter
 
     adapter = MFAAdapter()
-    for authenticator in Authenticator.objects.select_for_update().order_by("pk"):
-        data, changed = dict(authenticator.data), False
-        for key in MFA_SECRET_KEYS:
-            value = data.get(key)
-            if not isinstance(value, str):
-                continue
-            key_id = _mfa_key_id(value)
-            report.values_by_key[key_id] += 1
-            if key_id == current:
-                continue
-            try:
-                data[key] = adapter.encrypt(adapter.decrypt(value))
-            except (DecryptionError, ValueError) as error:
-                report.errors.append(
-                    f"{MFA_LABEL}[{key}] of authenticator {authenticator.pk} cannot be decrypted: {error}."
-                )
-                continue
-            changed = True
-            report.rotated += 1
-        if changed:
-            Authenticator.objects.filter(pk=authenticator.pk).update(data=data)
+    data, changed = dict(authenticator.data), False
+    for key in MFA_SECRET_KEYS:
+        value = data.get(key)
+        if not isinstance(value, str):
+            continue
+        key_id = _mfa_key_id(value)
+        report.values_by_key[key_id] += 1
+        if key_id == current:
+            continue
+        try:
+            data[key] = adapter.encrypt(adapter.decrypt(value))
+        except (DecryptionError, PermissionDenied, ValueError):
+            # The adapter logged why; the value itself is never shown.
+            report.errors.append(f"{MFA_LABEL}[{key}] of authenticator {authenticator.pk} cannot be decrypted.")
+            continue
+        changed = True
+        report.rotated += 1
+    if changed:
+        Authenticator.objects.filter(pk=authenticator.pk).update(data=data)
 
 
 def mfa_secret_count() -> int:
@@ -164,8 +180,6 @@ def encryption_rotate(
                 on_progress(report.label, len(rows))
         reports.append(report)
     mfa = ColumnReport(label=MFA_LABEL)
-    _mfa_rotate(mfa, current)
-    if on_progress:
-        on_progress(mfa.label, mfa.values_by_key.total())
+    _mfa_rotate(mfa, current, batch_size, on_progress)
     reports.append(mfa)
     return reports

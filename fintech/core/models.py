@@ -25,8 +25,9 @@ class Customer(models.Model):
     """A person or business the company serves.
 
     Sensitive fields (date of birth, address, tax id) are encrypted with the keyring; the tax id
-    has a blind index for exact lookups. Risk rating and KYC status change only through the
-    transition services in ``fintech.core.services``, each audited.
+    has a blind index for exact lookups. Risk rating, KYC status and the relationship status
+    (active or frozen) change only through the transition services in ``fintech.core.customers``,
+    each audited.
     """
 
     class Kind(models.TextChoices):
@@ -45,6 +46,12 @@ class Customer(models.Model):
         VERIFIED = "verified", "Verified"
         REJECTED = "rejected", "Rejected"
 
+    class Status(models.TextChoices):
+        """The relationship: frozen after a confirmed sanctions match, until compliance unfreezes it."""
+
+        ACTIVE = "active", "Active"
+        FROZEN = "frozen", "Frozen"
+
     kind = models.CharField(max_length=16, choices=Kind.choices)
     legal_name = models.CharField(max_length=255)
     # Encrypted: a date (persons only).
@@ -61,6 +68,7 @@ class Customer(models.Model):
     phone = models.CharField(max_length=32, blank=True)
     risk_rating = models.CharField(max_length=16, choices=RiskRating.choices, default=RiskRating.UNASSESSED)
     kyc_status = models.CharField(max_length=16, choices=KycStatus.choices, default=KycStatus.NOT_STARTED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     # The customer's own login, when they have one (bank-linking pages).
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="customer"
@@ -80,6 +88,7 @@ class Customer(models.Model):
                 condition=models.Q(kyc_status__in=["not_started", "pending", "verified", "rejected"]),
                 name="core_customer_kyc_status",
             ),
+            models.CheckConstraint(condition=models.Q(status__in=["active", "frozen"]), name="core_customer_status"),
             models.CheckConstraint(condition=~models.Q(legal_name=""), name="core_customer_legal_name_present"),
         ]
 
@@ -149,6 +158,35 @@ class AuditVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{'ok' if self.ok else 'BROKEN'} at {self.finished_at:%Y-%m-%d %H:%M}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement that audit entry ``seq`` had hash ``chain_hash`` when it was verified.
+
+    Written by a successful verification for the head it verified. ``signature`` is the hex
+    HMAC-SHA256, under the ``AUDIT_ANCHOR_KEYS`` key ``key_id``, of ``"seq|chain_hash|created_at"``
+    (``fintech.core.anchor.checkpoint_message``). The key is not in the database, so someone who
+    rewrites the trail and recomputes its hashes cannot re-sign the checkpoints: verification
+    finds the entry at a checkpoint's ``seq`` missing or with another hash. Append-only like the
+    trail (database triggers reject UPDATE, DELETE and TRUNCATE); each one is also logged.
+    """
+
+    seq = models.BigIntegerField(db_index=True)
+    chain_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)
+    signature = models.CharField(max_length=64)
+    # The verification run that wrote it (metadata only, not signed).
+    verification = models.OneToOneField(
+        AuditVerification, null=True, blank=True, on_delete=models.PROTECT, related_name="checkpoint"
+    )
+
+    class Meta:
+        ordering = ["-seq", "-pk"]
+        constraints = [models.CheckConstraint(condition=models.Q(seq__gte=1), name="core_audit_checkpoint_seq")]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.seq} {self.chain_hash[:12]} ({self.key_id})"
 
 
 class StaffPermission(models.Model):

@@ -28,6 +28,8 @@ ROLES: dict[str, list[str]] = {
         "core.reveal_sensitive",
         "core.change_customer_status",
         "core.view_audit",
+        "compliance.review_hit",
+        "compliance.confirm_true_match",
     ],
     "admin": [
         "core.access_dashboard",

@@ -16,6 +16,14 @@ def health_ping() -> None:
 
 @shared_task(name="core.verify_audit_chain")
 def verify_audit_chain() -> dict:
-    """Scheduled nightly by beat; the result is recorded and shown on the audit page."""
+    """Scheduled nightly by beat: chain and signed checkpoints; recorded and shown on the audit page.
+
+    A successful run signs a new checkpoint for the head it verified (``fintech.core.audit``).
+    """
     verification = audit_chain_verify(triggered_by="beat")
-    return {"ok": verification.ok, "events_checked": verification.events_checked}
+    checkpoint = getattr(verification, "checkpoint", None)
+    return {
+        "ok": verification.ok,
+        "events_checked": verification.events_checked,
+        "checkpoint_seq": checkpoint.seq if checkpoint is not None else None,
+    }

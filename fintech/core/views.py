@@ -172,6 +172,15 @@ def customer_change_status(request: HttpRequest, pk: int, kind: str) -> HttpResp
         customers.customer_set_kyc_status(
             customer=customer, status=request.POST.get("value", ""), actor=request.user, reason=reason, request=request
         )
+    elif kind == "status":
+        # Freezing and unfreezing the relationship (a confirmed sanctions match freezes it too).
+        value = request.POST.get("value", "")
+        if value == Customer.Status.FROZEN:
+            customers.customer_freeze(customer=customer, actor=request.user, reason=reason, request=request)
+        elif value == Customer.Status.ACTIVE:
+            customers.customer_unfreeze(customer=customer, actor=request.user, reason=reason, request=request)
+        else:
+            raise ValidationFailed(f"Unknown customer status {value[:20]!r}.", field="value")
     else:
         raise Http404("No such status.")
     messages.success(request, "Saved. The change is in the audit trail.")

@@ -5,6 +5,7 @@ Each variable is documented, with its default, in ``.env.example`` and the READM
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -185,6 +186,10 @@ CELERY_MAX_RETRIES = env.int("CELERY_MAX_RETRIES", default=5)
 FIELD_ENCRYPTION_KEYS = env.str("FIELD_ENCRYPTION_KEYS", default="")
 # Secret for blind indexes (HMAC-SHA256), separate from the encryption keys. Required in production.
 BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default="")
+# Keys that sign audit checkpoints, "<key id>:<base64 32-byte key>,..."; the first signs, all verify
+# (docs/security.md "Audit trail"). Generate an entry with `manage.py generate_audit_anchor_key`.
+# Required in production; keep it apart from database credentials.
+AUDIT_ANCHOR_KEYS = env.str("AUDIT_ANCHOR_KEYS", default="")
 
 
 def development_keys(var_dir: Path) -> tuple[str, str]:
@@ -199,6 +204,16 @@ def development_keys(var_dir: Path) -> tuple[str, str]:
     if not index_path.is_file():
         embedded.write_private_file(index_path, secrets.token_urlsafe(48), replace=False)
     return keys_path.read_text().strip(), index_path.read_text().strip()
+
+
+def development_audit_anchor_keys(var_dir: Path) -> str:
+    """The audit checkpoint signing key kept under var/ for development and the demo."""
+    from fintech.core.crypto import generate_key_entry
+
+    path = var_dir / "audit-anchor-keys"
+    if not path.is_file():
+        embedded.write_private_file(path, generate_key_entry("dev1"), replace=False)
+    return path.read_text().strip()
 
 
 # --------------------------------------------------------------------------- payment gateways
@@ -281,10 +296,25 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 # It also counts passwords per username; one more than axes' limit (below) lets the attempt after a
 # lockout reach axes, which answers with its 30-minute lock.
 ACCOUNT_RATE_LIMITS = {"login_failed": "11/300s/key"}
-# Second factors: TOTP with recovery codes, secrets encrypted by the keyring (MFAAdapter).
+# Second factors: TOTP with recovery codes, secrets encrypted by the keyring (MFAAdapter), and
+# WebAuthn security keys (public keys only; the browser and fido2 check the origin offline).
 MFA_ADAPTER = "fintech.core.accounts.MFAAdapter"
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_TOTP_TOLERANCE = 0  # a code is valid only in its own 30-second period, and only once
+# Security-key challenges whose failures are audited like wrong codes (allauth audits only codes).
+MFA_FORMS = {
+    "authenticate_webauthn": "fintech.core.accounts.AuthenticateWebAuthnForm",
+    "reauthenticate_webauthn": "fintech.core.accounts.ReauthenticateWebAuthnForm",
+}
+# A security key is a second factor after the password, never a password replacement (0011).
+MFA_PASSKEY_LOGIN_ENABLED = False
+MFA_PASSKEY_SIGNUP_ENABLED = False
+# True would accept a WebAuthn response from any origin (phishing); https and http://localhost
+# already pass fido2's own origin check, so no environment needs it.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = False
+# The WebAuthn relying party id: the domain every security key is bound to (a key registered on
+# ops.example.com works on that host and its subdomains only). Empty: the request's host name.
+WEBAUTHN_RP_ID = env.str("WEBAUTHN_RP_ID", default="")
 # Lockout (django-axes): a username is locked after AXES_FAILURE_LIMIT failures for at least
 # 30 minutes (PCI DSS 8.3.4), whatever address the attempts come from; and an address is locked
 # after as many failures across usernames (password spraying).
@@ -418,3 +448,44 @@ SPECTACULAR_SETTINGS = {
         "RefundStatusEnum": "payments.models.RefundStatus",
     },
 }
+
+# --------------------------------------------------------------------------- sanctions screening: review
+# Hooks through which the core and payments ask compliance to screen (fintech.core.hooks): dotted
+# paths of functions that enqueue the screening; empty disables one (tests, or a deployment
+# without compliance).
+CUSTOMER_SCREENING_HOOK = env.str("CUSTOMER_SCREENING_HOOK", default="compliance.hooks.customer_changed")
+COUNTERPARTY_SCREENING_HOOK = env.str("COUNTERPARTY_SCREENING_HOOK", default="compliance.hooks.counterparty_recorded")
+# Four-eyes: a true match is confirmed (and the customer frozen) by a second reviewer.
+SCREENING_FOUR_EYES = env.bool("SCREENING_FOUR_EYES", default=True)
+# Customers per batch of a rescreen; days an allow-list entry lasts unless the reviewer says otherwise.
+SCREENING_RESCREEN_CHUNK = env.int("SCREENING_RESCREEN_CHUNK", default=2000)
+# A rescreen works in time slices: after the chunk that spends this budget (seconds) it records its
+# progress and queues its own continuation. Keep it well below CELERY_TASK_TIME_LIMIT_SECONDS.
+SCREENING_RESCREEN_SLICE_SECONDS = env.int("SCREENING_RESCREEN_SLICE_SECONDS", default=240)
+# Beat: how often customers missed by a hook are screened and stalled rescreens resumed (seconds).
+SCREENING_SWEEP_SECONDS = env.int("SCREENING_SWEEP_SECONDS", default=600)
+SCREENING_ALLOW_LIST_DAYS = env.int("SCREENING_ALLOW_LIST_DAYS", default=365)
+
+# Match-score thresholds of the sanctions matcher (compliance.screening), JSON: {"default": x} plus
+# optional {"<list>": {"<entity type>": y, "default": z}}; docs/screening.md says how to tune them.
+try:
+    SCREENING_THRESHOLDS = json.loads(env.str("SCREENING_THRESHOLDS", default="") or '{"default": 0.7}')
+    assert isinstance(SCREENING_THRESHOLDS, dict)  # noqa: S101
+except (ValueError, AssertionError):
+    raise ImproperlyConfigured('SCREENING_THRESHOLDS must be a JSON object, e.g. {"default": 0.7}') from None
+
+# --------------------------------------------------------------------------- sanctions lists
+# Where each list is loaded from: a local path or an http(s) URL (docs/screening.md). OFAC: the
+# directory or base URL holding sdn.csv, alt.csv and add.csv (legacy CSV); UN: the consolidated
+# XML. An empty value leaves that list unconfigured (no scheduled refresh).
+SANCTIONS_OFAC_SDN_URL = env.str("SANCTIONS_OFAC_SDN_URL", default="https://www.treasury.gov/ofac/downloads/")
+SANCTIONS_UN_URL = env.str("SANCTIONS_UN_URL", default="https://scsanctions.un.org/resources/xml/en/consolidated.xml")
+SANCTIONS_SOURCES = {
+    source: origin for source, origin in (("ofac_sdn", SANCTIONS_OFAC_SDN_URL), ("un", SANCTIONS_UN_URL)) if origin
+}
+# Hours between scheduled refreshes of every configured list (task compliance.refresh_sanctions_lists).
+SANCTIONS_REFRESH_HOURS = env.int("SANCTIONS_REFRESH_HOURS", default=24)
+SANCTIONS_REFRESH_SECONDS = SANCTIONS_REFRESH_HOURS * 3600
+# Downloads: seconds to wait for an answer, and the largest file accepted (bytes).
+SANCTIONS_DOWNLOAD_TIMEOUT_SECONDS = env.int("SANCTIONS_DOWNLOAD_TIMEOUT_SECONDS", default=60)
+SANCTIONS_MAX_DOWNLOAD_BYTES = env.int("SANCTIONS_MAX_DOWNLOAD_BYTES", default=200 * 1024 * 1024)

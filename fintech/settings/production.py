@@ -1,14 +1,23 @@
 """Production: passes ``manage.py check --deploy --fail-level WARNING`` with no warnings.
 
-DATABASE_URL, REDIS_URL (checked in base), DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS are required.
+DATABASE_URL, REDIS_URL (checked in base), DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, FIELD_ENCRYPTION_KEYS,
+BLIND_INDEX_KEY and AUDIT_ANCHOR_KEYS are required.
 """
 
 from django.core.exceptions import ImproperlyConfigured
 
+from fintech.core.anchor import AnchorKeyring
 from fintech.core.crypto import Keyring, KeyringError
 
 from .base import *  # noqa: F403
-from .base import BLIND_INDEX_KEY, DEBUG, FIELD_ENCRYPTION_KEYS, SECRET_KEY, env
+from .base import (
+    BLIND_INDEX_KEY,
+    DEBUG,
+    FIELD_ENCRYPTION_KEYS,
+    MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN,
+    SECRET_KEY,
+    env,
+)
 
 MIN_SECRET_KEY_LENGTH = 50
 MIN_SECRET_KEY_UNIQUE_CHARACTERS = 5
@@ -33,6 +42,12 @@ except KeyringError as error:
     raise ImproperlyConfigured(str(error)) from None
 if len(BLIND_INDEX_KEY) < 32:
     raise ImproperlyConfigured("BLIND_INDEX_KEY must be a random string of at least 32 characters.")
+try:
+    AnchorKeyring.parse(AUDIT_ANCHOR_KEYS)
+except KeyringError as error:
+    raise ImproperlyConfigured(str(error)) from None
+if MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN:
+    raise ImproperlyConfigured("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN would accept security-key answers from any origin.")
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).

@@ -12,6 +12,8 @@ SECRET_KEY = secrets.token_urlsafe(64)
 # Fresh keys per run; tests that rotate keys override FIELD_ENCRYPTION_KEYS.
 FIELD_ENCRYPTION_KEYS = generate_key_entry("test1")
 BLIND_INDEX_KEY = secrets.token_urlsafe(48)
+# Checkpoint signing key of this run; rotation tests override AUDIT_ANCHOR_KEYS.
+AUDIT_ANCHOR_KEYS = generate_key_entry("anchor1")
 # Gateway credentials of this run only; tests reach the sandbox stand-in, never the real services.
 STRIPE_API_KEY = "sk_test_" + secrets.token_hex(16)
 STRIPE_WEBHOOK_SECRETS = ["whsec_" + secrets.token_hex(24)]

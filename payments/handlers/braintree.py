@@ -60,6 +60,21 @@ _CAPTURED = {"submitted_for_settlement", "settling", "settlement_pending", "sett
 _FAILED = {"processor_declined", "gateway_rejected", "failed", "settlement_declined"}
 
 
+def _payer_name(billing: Any, customer: Any) -> str:
+    """The billing name, else the customer's; a company when no person is named."""
+    for source in (billing, customer):
+        person = " ".join(
+            part for part in (_text(getattr(source, "first_name", "")), _text(getattr(source, "last_name", ""))) if part
+        )
+        if person:
+            return person
+    for source in (billing, customer):
+        company = _text(getattr(source, "company", ""))
+        if company:
+            return company
+    return ""
+
+
 def _sale_facts(transaction: Any, occurred_at: datetime, status: PaymentStatus | None) -> PaymentFacts:
     currency = _currency(transaction)
     card = getattr(transaction, "credit_card_details", None)
@@ -74,6 +89,8 @@ def _sale_facts(transaction: Any, occurred_at: datetime, status: PaymentStatus |
         card_brand=_text(getattr(card, "card_type", "")),
         card_last4=_text(getattr(card, "last_4", ""))[:4],
         email=_text(getattr(customer, "email", "")).lower(),
+        payer_name=_payer_name(getattr(transaction, "billing_details", None), customer),
+        payer_country=_text(getattr(getattr(transaction, "billing_details", None), "country_code_alpha2", "")),
         subscription_id=_text(getattr(transaction, "subscription_id", "")),
         metadata={"order_id": _text(getattr(transaction, "order_id", ""))}
         if getattr(transaction, "order_id", None)

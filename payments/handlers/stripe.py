@@ -17,7 +17,6 @@ from ..services import (
     RefundFacts,
     dispute_apply_facts,
     payment_apply_facts,
-    payment_record_fee,
     payout_apply_facts,
     refund_apply_facts,
 )
@@ -101,11 +100,18 @@ def _charge_facts(event: WebhookEvent, charge: dict[str, Any], status: PaymentSt
         card_brand=str(card.get("brand") or ""),
         card_last4=str(card.get("last4") or "")[:4],
         email=str(billing.get("email") or charge.get("receipt_email") or "").lower(),
+        payer_name=str(billing.get("name") or ""),
+        payer_country=str((billing.get("address") or {}).get("country") or card.get("country") or ""),
         description=str(charge.get("description") or ""),
         metadata=_metadata(charge),
     )
     if status == PaymentStatus.SUCCEEDED:
         facts.amount_captured_minor = int(charge.get("amount_captured") or charge["amount"])
+        balance_transaction = charge.get("balance_transaction")
+        if isinstance(balance_transaction, dict) and balance_transaction.get("fee"):
+            # The fee, when the balance transaction is expanded; otherwise fetched after commit.
+            facts.fee_minor = int(balance_transaction["fee"])
+            facts.fee_reference = str(balance_transaction["id"])
     if status == PaymentStatus.FAILED:
         outcome = charge.get("outcome") or {}
         facts.failure_code = str(outcome.get("reason") or charge.get("failure_code") or "card_declined")
@@ -113,15 +119,10 @@ def _charge_facts(event: WebhookEvent, charge: dict[str, Any], status: PaymentSt
     return facts
 
 
-def _record_charge_fee(payment: Payment, charge: dict[str, Any], occurred_at: datetime) -> None:
+def _fetch_charge_fee(payment: Payment, charge: dict[str, Any]) -> None:
+    """A balance transaction that is not expanded: its fee is fetched from Stripe after commit."""
     balance_transaction = charge.get("balance_transaction")
-    if isinstance(balance_transaction, dict) and balance_transaction.get("fee") is not None:
-        fee = int(balance_transaction["fee"])
-        if fee:
-            payment_record_fee(
-                payment=payment, fee_minor=fee, reference=balance_transaction["id"], occurred_at=occurred_at
-            )
-    elif isinstance(balance_transaction, str) and balance_transaction:
+    if isinstance(balance_transaction, str) and balance_transaction:
         from ..tasks import fetch_stripe_fee
 
         enqueue_on_commit(fetch_stripe_fee, payment.pk, balance_transaction)
@@ -138,7 +139,7 @@ def charge_event(event: WebhookEvent, charge: dict[str, Any]) -> None:
         status = PaymentStatus.SUCCEEDED
     payment = payment_apply_facts(facts=_charge_facts(event, charge, status), event=event)
     if status == PaymentStatus.SUCCEEDED:
-        _record_charge_fee(payment, charge, event.occurred_at)
+        _fetch_charge_fee(payment, charge)
     if event.event_type == "charge.refunded":
         for refund in (charge.get("refunds") or {}).get("data") or []:
             refund_event(

@@ -36,9 +36,10 @@ def test_staff_signs_in_with_totp_and_sees_the_overview_with_real_counts(live_se
     expect(page.locator('[data-metric="worker"]')).to_contain_text("worker@browser-test")
     expect(page.get_by_text("Olivia Ops")).to_be_visible()
 
-    page.get_by_role("link", name="Payments").click()
-    expect(page.get_by_role("heading", name="Payments")).to_be_visible()
-    expect(page.get_by_role("link", name="Payments")).to_have_attribute("aria-current", "page")
+    main_navigation = page.get_by_role("navigation", name="Main")
+    main_navigation.get_by_role("link", name="Payments").click()
+    expect(page.get_by_role("heading", name="Payments", exact=True)).to_be_visible()
+    expect(main_navigation.get_by_role("link", name="Payments")).to_have_attribute("aria-current", "page")
 
 
 def test_a_wrong_password_keeps_the_visitor_out(live_server, page: Page, transactional_db):

@@ -148,7 +148,7 @@ def test_verification_detects_a_rewritten_hash_and_a_deleted_entry():
 @pytest.mark.django_db
 def test_the_nightly_task_records_its_result_in_the_trail():
     audit_record(actor=None, action="test.event")
-    assert verify_audit_chain.apply().get() == {"ok": True, "events_checked": 1}
+    assert verify_audit_chain.apply().get() == {"ok": True, "events_checked": 1, "checkpoint_seq": 1}
     verification = AuditVerification.objects.get()
     assert (verification.ok, verification.triggered_by) == (True, "beat")
     last = AuditEvent.objects.order_by("-seq").first()

@@ -69,12 +69,21 @@ def test_unknown_fields_such_as_statuses_cannot_be_set_on_creation(compliance_of
         customers.customer_create(actor=compliance_officer, kind="person", legal_name="Ada", kyc_status="verified")
 
 
-def test_updates_record_changed_fields_but_not_sensitive_values(customer, compliance_officer):
+def test_updates_record_changed_fields_but_not_personal_values(customer, compliance_officer):
     customers.customer_update(
-        customer=customer, actor=compliance_officer, tax_id="999-99-9999", phone="+44 20 7946 0000"
+        customer=customer,
+        actor=compliance_officer,
+        tax_id="999-99-9999",
+        phone="+44 20 7946 0000",
+        legal_name="Ada King",
+        nationality="FR",
     )
     event = AuditEvent.objects.get(action="customer.updated")
-    assert event.details == {"fields": ["phone", "tax_id"], "values": {"phone": "+44 20 7946 0000"}}
+    # The append-only trail keeps which fields changed; values only where they are not personal data.
+    assert event.details == {
+        "fields": ["legal_name", "nationality", "phone", "tax_id"],
+        "values": {"nationality": "FR"},
+    }
     assert Customer.objects.get(pk=customer.pk).tax_id == "999-99-9999"
 
 

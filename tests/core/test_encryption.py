@@ -197,3 +197,23 @@ def test_a_deferred_encrypted_field_is_loaded_when_read():
     deferred = Customer.objects.only("legal_name").get(pk=customer.pk)
     assert deferred.tax_id == TAX_ID
     assert deferred.date_of_birth == datetime.date(1815, 12, 10)
+
+
+def test_mfa_rotation_works_in_batches_and_reports_an_unreadable_secret(capsys):
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    from tests.factories import StaffUserFactory
+
+    with override_settings(FIELD_ENCRYPTION_KEYS=KEY_ONE):
+        for number in range(3):
+            TOTP.activate(StaffUserFactory(username=f"officer{number}"), generate_totp_secret())
+    broken = StaffUserFactory(username="broken")
+    Authenticator.objects.create(user=broken, type=Authenticator.Type.TOTP, data={"secret": "fintech:v1:AAAA"})
+    with override_settings(FIELD_ENCRYPTION_KEYS=f"{KEY_TWO},{KEY_ONE}"):
+        with pytest.raises(CommandError, match="1 values could not be decrypted"):
+            call_command("rotate_encryption_keys", "--batch-size", "2")
+        output = capsys.readouterr()
+        assert "3 values re-encrypted under key two" in output.out
+        assert f"authenticator {Authenticator.objects.get(user=broken).pk} cannot be decrypted" in output.err
+        assert "AAAA" not in output.err

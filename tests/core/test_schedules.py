@@ -14,7 +14,9 @@ PAYMENTS = [
     "payments: dunning retries",
     "payments: purge expired idempotency keys",
 ]
-ALL_STANDARD = [HEALTH_PING, AUDIT_CHAIN, *PAYMENTS]
+SANCTIONS_REFRESH = "compliance: refresh sanctions lists"
+SCREENING_SWEEPS = ["compliance: screen customers missed by a hook", "compliance: resume stalled rescreens"]
+ALL_STANDARD = [HEALTH_PING, AUDIT_CHAIN, *PAYMENTS, SANCTIONS_REFRESH, *SCREENING_SWEEPS]
 
 
 def test_migrate_installs_the_standard_schedules():
@@ -32,6 +34,27 @@ def test_the_audit_chain_is_verified_nightly():
     assert task.task == "core.verify_audit_chain"
     assert task.interval is None
     assert (task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == ("30", "2", "UTC")
+
+
+def test_sanctions_lists_refresh_every_configured_interval(settings):
+    task = PeriodicTask.objects.get(name=SANCTIONS_REFRESH)
+    assert task.task == "compliance.refresh_sanctions_lists"
+    every = settings.SANCTIONS_REFRESH_HOURS * 3600
+    assert (task.interval.every, task.interval.period) == (every, IntervalSchedule.SECONDS)
+
+
+def test_screening_sweeps_run_every_configured_interval(settings):
+    tasks = {name: PeriodicTask.objects.get(name=name) for name in SCREENING_SWEEPS}
+    assert [task.task for task in tasks.values()] == [
+        "compliance.screen_unscreened",
+        "compliance.resume_stalled_rescreens",
+    ]
+    for task in tasks.values():
+        assert (task.interval.every, task.interval.period) == (
+            settings.SCREENING_SWEEP_SECONDS,
+            IntervalSchedule.SECONDS,
+        )
+        assert task.enabled
 
 
 def test_install_is_idempotent_and_keeps_staff_edits():

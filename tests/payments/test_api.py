@@ -1007,6 +1007,23 @@ def test_a_merchant_creates_a_customer_and_charges_it(merchant, other_merchant, 
     assert invalid.status_code == 400
 
 
+def test_a_frozen_customer_cannot_be_charged(merchant, gateways):
+    customer_id = merchant.post("/api/customers", {"kind": "person", "legal_name": "Frozen Person"}).json()["id"]
+    Customer.objects.filter(pk=customer_id).update(status=Customer.Status.FROZEN)
+    response = merchant.pay(customer=customer_id)
+    assert response.status_code == 403 and error_of(response)["code"] == "customer_frozen"
+    assert not Payment.objects.exists() and not gateways.requests
+
+
+def test_a_frozen_customers_payment_cannot_be_refunded(merchant, gateways):
+    customer_id = merchant.post("/api/customers", {"kind": "person", "legal_name": "Later Frozen"}).json()["id"]
+    payment_id = merchant.pay(customer=customer_id).json()["id"]
+    Customer.objects.filter(pk=customer_id).update(status=Customer.Status.FROZEN)
+    response = merchant.post(f"/api/payments/{payment_id}/refunds", {"amount_minor": 100})
+    assert response.status_code == 403 and error_of(response)["code"] == "customer_frozen"
+    assert not Refund.objects.exists()
+
+
 # --------------------------------------------------------------------------- throttling
 
 

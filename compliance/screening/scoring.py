@@ -1,0 +1,508 @@
+"""Scores: how well a query name matches a list name, and how secondary attributes move it.
+
+Name score. Query tokens are paired with list-name tokens (the best pairs first, each token used
+once; a token may also pair with two adjacent tokens of the other side written together, as in
+"JanDaniel" and "Jan Daniel"). Each pair has a similarity in [0, 1] (Jaro-Winkler and Levenshtein
+averaged; equal phonetic keys count as close; an initial matches a token it begins). With ``w`` the
+token weights (rare tokens weigh more):
+
+    query coverage  = sum(similarity * w(query token)) / sum(w(query tokens))
+    list coverage   = sum(similarity * w(list token)) / sum(w(list tokens))
+    name score      = (query coverage + list coverage) / 2 - CONFLICT * min(unmatched query share,
+                                                                           unmatched list share)
+
+A token left over on one side only (a middle name the customer did not give) costs coverage; tokens
+left over on both sides contradict each other ("Barack" against "Michelle") and cost more.
+
+Secondary attributes add or subtract a few points (``FACTORS``); an identical identifier decides.
+Every number that went into a score is kept in the match's ``explanation``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import jellyfish
+from rapidfuzz.distance import JaroWinkler, Levenshtein
+
+from compliance.lists.entities import EntityType, NameKind
+
+from .normalise import LEGAL_FORM_CANONICAL, NormalisedName
+
+TOKEN_FLOOR = 0.72  # below this two tokens are different names, not variants of one
+INITIAL_SIMILARITY = 0.85
+PHONETIC_SIMILARITY = 0.88
+SERIAL_SIMILARITY = 0.6
+NICKNAME_SIMILARITY = 0.85  # "Ben" and "Benjamin": likely the same person, not certainly
+SKELETON_SIMILARITY = 0.92  # the same spelling once romanisation variants are folded
+CONFLICT = 1.4
+SLOPE = 2.0
+EVIDENCE = 0.9
+ORGANISATION_EXTRA = 0.2  # an extra word in a company name ("Santander Mexico") often names another company
+PATRONYMIC_CROSSING = 0.8  # "Ahmad bin Hasan" is not "Hasan bin Ahmad"
+PATRONYMIC_MARKERS = frozenset({"bin", "bint", "binti", "ould", "walad"})
+
+WEAK_ALIAS_CAP = 0.75  # a weak alias ("Abu Ali") alone never reaches a usual threshold
+FORMER_NAME_FACTOR = 0.97
+
+DOB_EXACT = 0.10
+DOB_MONTH = 0.07
+DOB_YEAR = 0.05
+DOB_NEAR_YEAR = 0.02
+DOB_SAME_YEAR_OTHER_DATE = -0.15
+DOB_OTHER_YEAR = -0.30
+COUNTRY_MATCH = 0.03
+COUNTRY_MISMATCH = -0.05
+TYPE_PERSON_VS_OTHER = -0.35
+TYPE_OTHER_MISMATCH = -0.15
+
+Weigh = Callable[[str], float]
+
+
+def _phonetic(token: str) -> str:
+    if len(token) < 3 or not token.isalpha():
+        return ""
+    return jellyfish.metaphone(token)
+
+
+_phonetic_cache: dict[str, str] = {}
+
+
+def phonetic_key(token: str) -> str:
+    key = _phonetic_cache.get(token)
+    if key is None:
+        key = _phonetic(token)
+        if len(_phonetic_cache) < 200_000:
+            _phonetic_cache[token] = key
+    return key
+
+
+# Romanisation variants of one sound, to one spelling (applied in order): Arabic, Persian, Russian
+# and Chinese names are written many ways in Latin letters ("Youssef"/"Yusef", "Khalil"/"Halil",
+# "Sergey"/"Sergei", "Xi"/"Si"/"Shi").
+_DOUBLED = re.compile(r"(.)\1+")
+_SKELETON_REPLACEMENTS = (
+    ("tsch", "c"),
+    ("tch", "c"),
+    ("ch", "c"),
+    ("sch", "s"),
+    ("sh", "s"),
+    ("kh", "h"),
+    ("gh", "g"),
+    ("ph", "f"),
+    ("dh", "d"),
+    ("th", "t"),
+    ("ck", "k"),
+    ("q", "k"),
+    ("x", "ks"),
+    ("ou", "u"),
+    ("oo", "u"),
+    ("ee", "i"),
+    ("y", "i"),
+    ("w", "v"),
+)
+_SKELETON_CONTEXT = (
+    (re.compile(r"c(?=[aou]|$)"), "k"),
+    (re.compile(r"(?<=[aeiou])j"), "i"),
+    (re.compile(r"(?<=[aeiou])h$"), ""),
+)
+MIN_VARIANT_KEY = 3
+_skeleton_cache: dict[str, str] = {}
+
+
+def skeleton(token: str) -> str:
+    """The token with romanisation variants folded to one spelling ("" for numbers and codes)."""
+    cached = _skeleton_cache.get(token)
+    if cached is not None:
+        return cached
+    if not token.isalpha():
+        return ""
+    folded = _DOUBLED.sub(r"\1", token)
+    if folded.startswith("x"):
+        folded = "s" + folded[1:]  # pinyin "Xi" is said "Si"/"Shi"
+    for written, said in _SKELETON_REPLACEMENTS:
+        if written in folded:
+            folded = folded.replace(written, said)
+    for pattern, replacement in _SKELETON_CONTEXT:
+        folded = pattern.sub(replacement, folded)
+    folded = _DOUBLED.sub(r"\1", folded)
+    if len(_skeleton_cache) < 300_000:
+        _skeleton_cache[token] = folded
+    return folded
+
+
+@lru_cache(maxsize=1)
+def _nickname_groups() -> dict[str, frozenset[str]]:
+    """Token -> the formal given names it is (or is a short form of), from the ``nicknames``
+    package's hand-curated English table ("ben" -> {"benjamin", "benedict", ...})."""
+    groups: dict[str, set[str]] = {}
+    table = resources.files("nicknames").joinpath("names.csv").read_text(encoding="utf-8")
+    for row in csv.DictReader(io.StringIO(table)):
+        formal, nickname = row["name1"].strip().lower(), row["name2"].strip().lower()
+        if not (formal.isalpha() and nickname.isalpha()):
+            continue
+        groups.setdefault(formal, set()).add(formal)
+        groups.setdefault(nickname, set()).add(formal)
+    return {token: frozenset(formals) for token, formals in groups.items()}
+
+
+def nickname_of(a: str, b: str) -> bool:
+    """Whether one token is a nickname of the other, or both are of one formal name."""
+    groups = _nickname_groups()
+    first, second = groups.get(a), groups.get(b)
+    return bool(first and second and not first.isdisjoint(second))
+
+
+def variant_keys(token: str) -> list[str]:
+    """Index keys under which spellings of the same name part meet: phonetic key, skeleton, and
+    the formal given names a nickname stands for."""
+    keys = ["@" + formal for formal in _nickname_groups().get(token, ())]
+    phonetic = phonetic_key(token)
+    if len(phonetic) >= MIN_VARIANT_KEY:
+        keys.append("#" + phonetic)
+    folded = skeleton(token)
+    if len(folded) >= 2 and folded != token:
+        keys.append("%" + folded)
+    if folded and folded != token:
+        keys.append(folded)  # a list token written the folded way ("yusef" for "youssef")
+    return keys
+
+
+def _raw_similarity(a: str, b: str) -> float:
+    return (JaroWinkler.similarity(a, b) + Levenshtein.normalized_similarity(a, b)) / 2
+
+
+ROMAN_SERIALS = frozenset(["ii", "iii", "iv", "vi", "vii", "viii", "ix", "xii", "xiii", "xiv", "xv", "xvi"])
+
+
+def is_serial(token: str) -> bool:
+    """A number, a code with digits, or a Roman numeral: what tells apart funds, trusts, vessels."""
+    return token in ROMAN_SERIALS or any(char.isdigit() for char in token)
+
+
+def token_similarity(a: str, b: str) -> float:
+    """Similarity in [0, 1] of two normalised tokens; 0 when they are different names."""
+    if a == b:
+        return 1.0
+    if a in LEGAL_FORM_CANONICAL and LEGAL_FORM_CANONICAL[a] == LEGAL_FORM_CANONICAL.get(b):
+        return 1.0
+    if len(a) == 1 or len(b) == 1:
+        return INITIAL_SIMILARITY if a[0] == b[0] else 0.0
+    if is_serial(a) and is_serial(b):
+        # Two different numbers in the same place ("Fund III" / "Fund IV", "Trust 2006-2" /
+        # "2007-2"): often a sister entity worth a look, so a weak pair rather than a conflict.
+        return SERIAL_SIMILARITY
+    if a.isdigit() or b.isdigit() or (not a.isalpha() and not b.isalpha()):
+        return 0.0  # numbers and codes match exactly or not at all
+    a_skeleton, b_skeleton = skeleton(a), skeleton(b)
+    if a_skeleton == b_skeleton:
+        return SKELETON_SIMILARITY
+    if nickname_of(a, b):
+        return NICKNAME_SIMILARITY
+    similarity = max(_raw_similarity(a, b), _raw_similarity(a_skeleton, b_skeleton))
+    if similarity < PHONETIC_SIMILARITY and phonetic_key(a) and phonetic_key(a) == phonetic_key(b):
+        similarity = PHONETIC_SIMILARITY
+    if min(len(a), len(b)) <= 3 and similarity < 0.9:
+        return 0.0  # "kim" and "kin" are different short names
+    if similarity < TOKEN_FLOOR:
+        return 0.0
+    # Steeper than the raw similarity: "Castro" and "Castillo" are different surnames, "Scholz" and
+    # "Scholze" are one.
+    return max(0.0, 1.0 - SLOPE * (1.0 - similarity))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    query: str
+    listed: str
+    similarity: float
+    query_weight: float
+    list_weight: float
+
+
+@dataclass(slots=True)
+class NameComparison:
+    score: float
+    pairs: list[TokenPair]
+    unmatched_query: list[str]
+    unmatched_list: list[str]
+    query_coverage: float
+    list_coverage: float
+    conflict: float
+
+
+# (similarity, tokens covered, query token positions, list token positions, query text, list text)
+Candidate = tuple[float, int, tuple[int, ...], tuple[int, ...], str, str]
+
+
+def _joined_units(tokens: Sequence[str]) -> list[tuple[str, tuple[int, ...]]]:
+    return [(tokens[index] + tokens[index + 1], (index, index + 1)) for index in range(len(tokens) - 1)]
+
+
+def compare_names(
+    query: NormalisedName,
+    listed: NormalisedName,
+    weigh: Weigh,
+    similarity: Callable[[str, str], float] = token_similarity,
+    *,
+    organisation: bool = False,
+    detailed: bool = True,
+    query_weights: Sequence[float] | None = None,
+    list_weights: Sequence[float] | None = None,
+) -> NameComparison:
+    """Compare two normalised names. ``detailed=False`` skips what only an explanation needs."""
+    q_tokens, l_tokens = query.tokens, listed.tokens
+    q_weights = list(query_weights) if query_weights is not None else [weigh(token) for token in q_tokens]
+    l_weights = list(list_weights) if list_weights is not None else [weigh(token) for token in l_tokens]
+
+    candidates: list[Candidate] = []
+    for i, q_text in enumerate(q_tokens):
+        for j, l_text in enumerate(l_tokens):
+            value = similarity(q_text, l_text)
+            if value > 0:
+                candidates.append((value, 1, (i,), (j,), q_text, l_text))
+    pairs = _greedy(candidates, len(q_tokens), len(l_tokens))
+    used_q = {i for _, q_idx, _, _, _ in pairs for i in q_idx}
+    used_l = {i for _, _, l_idx, _, _ in pairs for i in l_idx}
+    if len(used_q) < len(q_tokens) or len(used_l) < len(l_tokens):
+        # A token left over: two tokens of one side may be one of the other's ("myongsik").
+        extra: list[Candidate] = []
+        for q_text, q_idx in _joined_units(q_tokens):
+            if q_idx[0] in used_q and q_idx[1] in used_q and len(used_l) == len(l_tokens):
+                continue
+            for j, l_text in enumerate(l_tokens):
+                value = similarity(q_text, l_text)
+                if value > 0:
+                    extra.append((value, 2, q_idx, (j,), q_text, l_text))
+        for l_text, l_idx in _joined_units(l_tokens):
+            if l_idx[0] in used_l and l_idx[1] in used_l and len(used_q) == len(q_tokens):
+                continue
+            for i, q_text in enumerate(q_tokens):
+                value = similarity(q_text, l_text)
+                if value > 0:
+                    extra.append((value, 2, (i,), l_idx, q_text, l_text))
+        if extra:
+            better = _greedy(candidates + extra, len(q_tokens), len(l_tokens))
+            if _matched_weight(better, q_weights, l_weights) > _matched_weight(pairs, q_weights, l_weights):
+                pairs = better
+                used_q = {i for _, q_idx, _, _, _ in pairs for i in q_idx}
+                used_l = {i for _, _, l_idx, _, _ in pairs for i in l_idx}
+
+    q_total = sum(q_weights)
+    l_total = sum(l_weights)
+    q_matched = sum(value * sum(q_weights[i] for i in q_idx) for value, q_idx, _, _, _ in pairs)
+    l_matched = sum(value * sum(l_weights[i] for i in l_idx) for value, _, l_idx, _, _ in pairs)
+    q_coverage = q_matched / q_total if q_total else 0.0
+    l_coverage = l_matched / l_total if l_total else 0.0
+    q_unmatched = sum(q_weights[i] for i in range(len(q_tokens)) if i not in used_q) / q_total if q_total else 1.0
+    l_unmatched = sum(l_weights[i] for i in range(len(l_tokens)) if i not in used_l) / l_total if l_total else 1.0
+    conflict = CONFLICT * min(q_unmatched, l_unmatched)
+    if organisation:
+        conflict += ORGANISATION_EXTRA * max(q_unmatched, l_unmatched)
+    conflict += PATRONYMIC_CROSSING * _patronymic_crossing(q_tokens, l_tokens, pairs, q_weights, q_total)
+    score = max(0.0, (q_coverage + l_coverage) / 2 - conflict)
+    # Evidence: what the paired tokens weigh. One common token ("Mohammed", "Trading") fully
+    # matched is not enough to name anyone; one rare token (weight about 1) is.
+    # A pair is as telling as the commoner of its two spellings ("mahamoud" is a rare way to write
+    # the common "mahmoud").
+    evidence = sum(
+        value * min(sum(q_weights[i] for i in q_idx), sum(l_weights[i] for i in l_idx))
+        for value, q_idx, l_idx, _, _ in pairs
+    )
+    if evidence < EVIDENCE:
+        score *= evidence / EVIDENCE
+    if not detailed:
+        return NameComparison(score, [], [], [], q_coverage, l_coverage, conflict)
+    token_pairs = [
+        TokenPair(
+            query=q_text,
+            listed=l_text,
+            similarity=round(value, 3),
+            query_weight=round(sum(q_weights[i] for i in q_idx), 3),
+            list_weight=round(sum(l_weights[i] for i in l_idx), 3),
+        )
+        for value, q_idx, l_idx, q_text, l_text in sorted(pairs, key=lambda pair: pair[1][0])
+    ]
+    return NameComparison(
+        score=score,
+        pairs=token_pairs,
+        unmatched_query=[q_tokens[i] for i in range(len(q_tokens)) if i not in used_q],
+        unmatched_list=[l_tokens[i] for i in range(len(l_tokens)) if i not in used_l],
+        query_coverage=q_coverage,
+        list_coverage=l_coverage,
+        conflict=conflict,
+    )
+
+
+def _generations(tokens: Sequence[str]) -> list[int]:
+    """For each token, how many patronymic markers precede it (0: the person, 1: the father...)."""
+    seen = 0
+    generations = []
+    for token in tokens:
+        if token in PATRONYMIC_MARKERS:
+            seen += 1
+        generations.append(seen)
+    return generations
+
+
+def _patronymic_crossing(
+    q_tokens: Sequence[str],
+    l_tokens: Sequence[str],
+    pairs: list[tuple[float, tuple[int, ...], tuple[int, ...], str, str]],
+    q_weights: list[float],
+    q_total: float,
+) -> float:
+    """Share of the query's weight paired across generations: the person's own name with a
+    forebear's (the son's name with the father's). Forebears among themselves are not told apart."""
+    if not q_total or PATRONYMIC_MARKERS.isdisjoint(q_tokens) or PATRONYMIC_MARKERS.isdisjoint(l_tokens):
+        return 0.0
+    q_generation, l_generation = _generations(q_tokens), _generations(l_tokens)
+    crossed = sum(
+        sum(q_weights[i] for i in q_idx)
+        for _, q_idx, l_idx, q_text, _ in pairs
+        if q_text not in PATRONYMIC_MARKERS and (q_generation[q_idx[0]] == 0) != (l_generation[l_idx[0]] == 0)
+    )
+    return crossed / q_total
+
+
+def _greedy(
+    candidates: list[Candidate], q_count: int, l_count: int
+) -> list[tuple[float, tuple[int, ...], tuple[int, ...], str, str]]:
+    chosen: list[tuple[float, tuple[int, ...], tuple[int, ...], str, str]] = []
+    used_q: set[int] = set()
+    used_l: set[int] = set()
+    # Best similarity first; at equal similarity a pair covering more tokens first.
+    for value, _span, q_idx, l_idx, q_text, l_text in sorted(candidates, key=lambda c: (-c[0], -c[1])):
+        if used_q.isdisjoint(q_idx) and used_l.isdisjoint(l_idx):
+            chosen.append((value, q_idx, l_idx, q_text, l_text))
+            used_q.update(q_idx)
+            used_l.update(l_idx)
+            if len(used_q) == q_count or len(used_l) == l_count:
+                break
+    return chosen
+
+
+def _matched_weight(
+    pairs: list[tuple[float, tuple[int, ...], tuple[int, ...], str, str]],
+    q_weights: list[float],
+    l_weights: list[float],
+) -> float:
+    return sum(
+        value * (sum(q_weights[i] for i in q_idx) + sum(l_weights[i] for i in l_idx))
+        for value, q_idx, l_idx, _, _ in pairs
+    )
+
+
+# --- secondary attributes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    value: float  # signed contribution to the score
+    note: str  # what was compared, in words
+
+
+NEUTRAL_DOB = Factor(0.0, "date of birth not compared (not given on both sides)")
+
+
+def _parse_partial(value: str) -> tuple[int, int | None, int | None] | None:
+    match = re.match(r"^(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?", value.strip())
+    if not match:
+        return None
+    year, month, day = match.groups()
+    return int(year), int(month) if month else None, int(day) if day else None
+
+
+def parse_dates(listed: Iterable[str]) -> tuple[tuple[int, int | None, int | None], ...]:
+    """Listed dates of birth as (year, month or None, day or None); unreadable ones are left out."""
+    return tuple(value for value in (_parse_partial(text) for text in listed) if value)
+
+
+def dob_factor(date_of_birth: datetime.date | None, year_of_birth: int | None, listed: Iterable[str]) -> Factor:
+    return dob_factor_parsed(date_of_birth, year_of_birth, parse_dates(listed))
+
+
+def dob_factor_parsed(
+    date_of_birth: datetime.date | None,
+    year_of_birth: int | None,
+    parsed: Sequence[tuple[int, int | None, int | None]],
+) -> Factor:
+    query_year = date_of_birth.year if date_of_birth else year_of_birth
+    if query_year is None or not parsed:
+        return NEUTRAL_DOB
+    best: Factor | None = None
+    any_near_year = False
+    for year, month, day in parsed:
+        gap = abs(year - query_year)
+        any_near_year = any_near_year or gap <= 1
+        if date_of_birth and month and day:
+            if (year, month, day) == (date_of_birth.year, date_of_birth.month, date_of_birth.day):
+                return Factor(DOB_EXACT, f"same date of birth ({date_of_birth.isoformat()})")
+            continue
+        if date_of_birth and month and (year, month) == (date_of_birth.year, date_of_birth.month):
+            candidate = Factor(DOB_MONTH, f"same month of birth ({year}-{month:02d})")
+        elif gap == 0:
+            candidate = Factor(DOB_YEAR, f"same year of birth ({year})")
+        elif gap == 1:
+            candidate = Factor(DOB_NEAR_YEAR, f"year of birth within one year ({year} listed)")
+        else:
+            continue
+        if best is None or candidate.value > best.value:
+            best = candidate
+    if best:
+        return best
+    listed_text = ", ".join(
+        sorted({str(y) + (f"-{m:02d}" if m else "") + (f"-{d:02d}" if d else "") for y, m, d in parsed})
+    )
+    if any_near_year:
+        return Factor(DOB_SAME_YEAR_OTHER_DATE, f"different date of birth in a close year (listed {listed_text})")
+    return Factor(DOB_OTHER_YEAR, f"different year of birth (listed {listed_text})")
+
+
+def normalise_countries(countries: Iterable[str]) -> frozenset[str]:
+    return frozenset(country.strip().upper() for country in countries if country and country.strip())
+
+
+def country_factor(query_countries: Iterable[str], listed_countries: Iterable[str]) -> Factor:
+    query = normalise_countries(query_countries)
+    listed = listed_countries if isinstance(listed_countries, frozenset) else normalise_countries(listed_countries)
+    if not query or not listed:
+        return Factor(0.0, "country not compared (not given on both sides)")
+    shared = query & listed
+    if shared:
+        return Factor(COUNTRY_MATCH, f"country matches ({', '.join(sorted(shared))})")
+    return Factor(COUNTRY_MISMATCH, f"no country in common (listed {', '.join(sorted(listed)[:5])})")
+
+
+def type_factor(query_type: str | None, listed_type: str) -> Factor:
+    if not query_type or query_type == listed_type:
+        return Factor(0.0, "entity type not compared" if not query_type else f"both are {listed_type}")
+    if EntityType.INDIVIDUAL in (query_type, listed_type):
+        return Factor(TYPE_PERSON_VS_OTHER, f"query is {query_type}, list entry is {listed_type}")
+    return Factor(TYPE_OTHER_MISMATCH, f"query is {query_type}, list entry is {listed_type}")
+
+
+def normalise_identifier(value: str) -> str:
+    return re.sub(r"[^0-9A-Z]", "", value.upper())
+
+
+def kind_cap(kind: str, name_score: float) -> tuple[float, str]:
+    """Name score after the cap of the name's kind, and a note when the kind lowered it."""
+    if kind == NameKind.WEAK_ALIAS and name_score > WEAK_ALIAS_CAP:
+        return WEAK_ALIAS_CAP, f"weak alias: name score capped at {WEAK_ALIAS_CAP:.2f}"
+    if kind == NameKind.FORMER_NAME:
+        return name_score * FORMER_NAME_FACTOR, "former name: slightly lower"
+    return name_score, ""
+
+
+@dataclass(slots=True)
+class Scored:
+    score: float
+    explanation: dict = field(default_factory=dict)

@@ -1,0 +1,96 @@
+"""The matcher's quality bar on the shared benchmarks (a fast subset of ``manage.py screening_eval``)."""
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from compliance.screening import Screener, threshold_for
+from compliance.screening import evaluation as ev
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SANCTIONS = ev.default_data_dir(PROJECT_DIR)
+BENCHMARKS = SANCTIONS / "benchmarks"
+
+pytestmark = pytest.mark.skipif(
+    not (BENCHMARKS / "name-pairs.csv").exists() or not (SANCTIONS / "un" / "consolidated.xml").exists(),
+    reason=f"shared sanctions data not found at {SANCTIONS}",
+)
+
+# Measured: F1 0.84 at the default threshold (the baseline's best is 0.68); the issue's bar of 0.90
+# is not reached (docs/screening.md).
+NAME_PAIRS_F1_FLOOR = 0.83
+
+
+@pytest.fixture(scope="module")
+def entities():
+    return ev.load_lists(SANCTIONS)
+
+
+@pytest.fixture(scope="module")
+def screener(entities):
+    return Screener.build(entities)
+
+
+def test_name_pairs_beat_the_baseline_clearly():
+    pairs = ev.load_name_pairs(BENCHMARKS / "name-pairs.csv")
+    ours = ev.quality(ev.score_pairs(pairs), threshold_for("ofac_sdn", "individual"))
+    scored_plain = ev.score_pairs_baseline(pairs)
+    plain_best = max(ev.quality(scored_plain, t / 100).f1 for t in range(50, 100))
+    assert ours.f1 >= NAME_PAIRS_F1_FLOOR
+    assert ours.f1 > plain_best + 0.1
+    assert ours.precision > 0.85
+
+
+def test_every_un_positive_on_the_list_is_found(entities, screener):
+    positives = ev.load_people(BENCHMARKS / "positives-un.csv")
+    expected = ev.expected_keys(entities, positives, "un")
+    threshold = threshold_for("un", "individual")
+    scores = ev.expected_scores(screener, positives, expected, floor=threshold)
+    present = [score for score, keys in zip(scores, expected, strict=True) if keys]
+    # Three rows name people no longer on this UN publication (no entry carries their name tokens).
+    assert len(present) >= len(positives) - 3
+    missed = [positives[i].name for i, keys in enumerate(expected) if keys and scores[i] < threshold]
+    assert missed == []
+
+
+def test_few_negatives_raise_an_alert(screener):
+    negatives = ev.load_people(BENCHMARKS / "negatives-us.csv", 3000)
+    threshold = threshold_for("ofac_sdn", "individual")
+    scores = ev.best_scores(screener, negatives, floor=threshold)
+    assert ev.rate(scores, threshold) <= 1 / 1000
+
+
+def test_the_command_prints_every_section():
+    out = StringIO()
+    call_command(
+        "screening_eval",
+        "--data",
+        str(SANCTIONS),
+        "--thresholds",
+        "0.7,0.8",
+        "--limit-negatives",
+        "200",
+        "--baseline-negatives",
+        "20",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    text = out.getvalue()
+    for heading in ("Name pairs", "UN positives", "Negatives", "Operating point", "OFAC portal scores"):
+        assert heading in text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--thresholds", "high"], "numbers"),
+        (["--thresholds", "1.5"], "between 0 and 1"),
+        (["--limit-negatives", "0"], "at least 1"),
+        (["--data", "/nonexistent/folder"], "No benchmarks folder"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(arguments, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("screening_eval", *arguments, stdout=StringIO(), stderr=StringIO())

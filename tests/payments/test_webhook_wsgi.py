@@ -1,0 +1,141 @@
+"""The webhook endpoints through the lean WSGI handler that gunicorn serves them with (fintech.wsgi).
+
+django.test.Client uses Django's default handler, so these tests call the WSGI callable itself
+with a WSGI environ, as gunicorn does: same answers, same stored rows, same refusal audit, and
+the drain flag set for the burst.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from urllib.parse import urlencode
+
+import pytest
+from django.core.cache import cache
+
+from fintech.core.models import AuditEvent
+from fintech.wsgi import application, default_application, webhook_application
+from payments.inbox import DRAIN_FLAG, webhook_drain
+from payments.models import Payment, WebhookEvent
+
+from .deliveries import braintree_sample, charge, intent, stripe_event, stripe_signature
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def call(method: str, path: str, body: bytes = b"", content_type: str = "application/json", **headers: str):
+    """Call fintech.wsgi.application; (status code, headers, body)."""
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        **headers,
+    }
+    answer: dict = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = int(status.split()[0]), dict(response_headers)
+
+    chunks = application(environ, start_response)
+    try:
+        content = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    return answer["status"], answer["headers"], content
+
+
+def post_stripe(event: dict, **headers: str):
+    body = json.dumps(event)
+    headers.setdefault("HTTP_STRIPE_SIGNATURE", stripe_signature(body))
+    return call("POST", "/webhooks/stripe/", body.encode(), **headers)
+
+
+def test_webhooks_are_served_by_the_short_middleware_chain_and_pages_by_the_full_one():
+    def names(handler) -> set[str]:
+        chain, found = handler._middleware_chain, set()
+        while chain is not None:
+            found.add(type(chain).__name__)
+            chain = getattr(chain, "__wrapped__", None) or getattr(chain, "get_response", None)
+        return found
+
+    assert webhook_application is not default_application
+    assert "SessionMiddleware" in names(default_application)
+    assert "SessionMiddleware" not in names(webhook_application)
+    assert "RejectNulCharactersMiddleware" in names(webhook_application)
+
+
+def test_a_delivery_is_stored_once_and_answered_as_through_the_full_stack():
+    cache.delete(DRAIN_FLAG)
+    event = stripe_event("payment_intent.succeeded", intent("pi_wsgi1", "succeeded"))
+    status, headers, content = post_stripe(event, HTTP_COOKIE="sessionid=secret", HTTP_X_TRACE="abc")
+    assert (status, json.loads(content)) == (200, {"received": True})
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+    assert "Set-Cookie" not in headers  # no session machinery on this path
+
+    status, _, content = post_stripe(event)
+    assert (status, json.loads(content)) == (200, {"received": True, "duplicate": True})
+
+    stored = WebhookEvent.objects.get()
+    assert (stored.provider, stored.event_id, stored.status) == ("stripe", event["id"], "received")
+    assert json.loads(stored.raw_body) == event and stored.source_ip == "127.0.0.1"
+    assert "Cookie" not in stored.headers and stored.headers["X-Trace"] == "abc"
+    # One drain queued for the burst; it applies the delivery.
+    assert cache.get(DRAIN_FLAG) == 1
+    assert webhook_drain() == 1
+    assert Payment.objects.get().status == "succeeded"
+
+
+def test_braintree_delivery_through_the_lean_handler():
+    form = braintree_sample("transaction_settled", "bt_wsgi1")
+    body = urlencode(form).encode()
+    status, _, content = call("POST", "/webhooks/braintree/", body, "application/x-www-form-urlencoded")
+    assert (status, json.loads(content)) == (200, {"received": True})
+    assert WebhookEvent.objects.get().object_id == "bt_wsgi1"
+
+
+def test_refusals_store_nothing_and_are_audited_once():
+    body = json.dumps(stripe_event("charge.succeeded", charge("pi_wsgi2")))
+    for _ in range(3):
+        status, _, content = call(
+            "POST", "/webhooks/stripe/", body.encode(), HTTP_STRIPE_SIGNATURE=stripe_signature(body, secret="whsec_x")
+        )
+        assert status == 400 and json.loads(content) == {"error": "Stripe-Signature does not match"}
+    refusal = AuditEvent.objects.get(action="webhook.refused")
+    assert refusal.details["reason"] == "Stripe-Signature does not match" and refusal.ip_address == "127.0.0.1"
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_bad_requests_get_the_same_answers():
+    assert call("GET", "/webhooks/stripe/")[0] == 405
+    assert call("POST", "/webhooks/nowhere/", b"{}")[0] == 404
+    # A form parameter with a NUL is refused by the guard, before the view.
+    status, _, content = call(
+        "POST", "/webhooks/braintree/", b"bt_signature=a%00b&bt_payload=x", "application/x-www-form-urlencoded"
+    )
+    assert status == 400 and b"NUL" in content
+    # A Host outside ALLOWED_HOSTS is refused as on every other path.
+    assert call("POST", "/webhooks/stripe/", b"{}", HTTP_HOST="evil.example")[0] == 400
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_other_paths_keep_the_full_middleware_stack():
+    status, headers, _ = call("GET", "/accounts/login/")
+    assert status == 200
+    assert "Content-Security-Policy" in headers
