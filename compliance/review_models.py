@@ -18,6 +18,7 @@ __all__ = [
     "AllowListEntry",
     "Hit",
     "HitStatus",
+    "RescreenPhase",
     "RescreenRun",
     "RescreenRunStatus",
     "RescreenTrigger",
@@ -203,7 +204,14 @@ class AllowListEntry(models.Model):
 
 class RescreenTrigger(models.TextChoices):
     LIST_VERSION = "list_version", "New list version (delta)"
-    MANUAL = "manual", "Manual (all customers, full lists)"
+    MANUAL = "manual", "Manual (everyone, full lists)"
+
+
+class RescreenPhase(models.TextChoices):
+    """What a run is screening: its customers first, then the payment counterparties."""
+
+    CUSTOMERS = "customers", "Customers"
+    COUNTERPARTIES = "counterparties", "Payment counterparties"
 
 
 class RescreenRunStatus(models.TextChoices):
@@ -219,17 +227,20 @@ UNFINISHED_RUN_STATUSES = (RescreenRunStatus.QUEUED, RescreenRunStatus.RUNNING, 
 
 
 class RescreenRun(models.Model):
-    """One screening of every customer: against a new list version's delta, or in full.
+    """One screening of everyone screened: against a new list version's delta, or in full.
 
-    ``done`` of ``total`` customers are screened; ``last_customer_id`` is where the next time
-    slice, a retry or a resumed run continues. ``screener_entities`` is the number of list
-    entities screened against (the delta's added and changed entities, or the whole lists).
+    A run screens every customer (phase ``customers``, in customer id order, ``last_customer_id``
+    the last one done), then every payment counterparty subject (phase ``counterparties``, in
+    subject id order, ``last_subject_id`` the last one done); the next time slice, a retry or a
+    resumed run continues from there. ``done`` of ``total`` counts both; ``counterparties_done``
+    of ``counterparties_total`` is the counterparties' share. ``screener_entities`` is the number
+    of list entities screened against (the delta's added and changed entities, or the whole lists).
 
     A run is worked on in time slices, each by the worker holding its lease: ``claim_token``
     names the holder and ``claimed_until`` ends the lease. A worker takes the run with one
     conditional UPDATE (lease free or lapsed), renews it with every progress update (guarded by
     its token) and stops when it lost it, so a redelivered task never doubles the counts. A
-    failed run is not final: it is resumed from ``last_customer_id``. At most one manual run is
+    failed run is not final: it is resumed where it stopped. At most one manual run is
     unfinished at a time.
     """
 
@@ -245,7 +256,12 @@ class RescreenRun(models.Model):
     screener_entities = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
+    phase = models.CharField(max_length=16, choices=RescreenPhase.choices, default=RescreenPhase.CUSTOMERS)
     last_customer_id = models.BigIntegerField(default=0)
+    # The counterparties' share of ``total`` and ``done``, and the last counterparty subject done.
+    counterparties_total = models.PositiveIntegerField(default=0)
+    counterparties_done = models.PositiveIntegerField(default=0)
+    last_subject_id = models.BigIntegerField(default=0)
     hits_created = models.PositiveIntegerField(default=0)
     hits_closed = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -263,6 +279,7 @@ class RescreenRun(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(trigger__in=RescreenTrigger.values), name="compliance_rescreen_trigger"),
             models.CheckConstraint(condition=Q(status__in=RescreenRunStatus.values), name="compliance_rescreen_status"),
+            models.CheckConstraint(condition=Q(phase__in=RescreenPhase.values), name="compliance_rescreen_phase"),
             models.CheckConstraint(
                 condition=Q(trigger="manual") | Q(list_version__isnull=False), name="compliance_rescreen_version"
             ),
@@ -289,3 +306,11 @@ class RescreenRun(models.Model):
     @property
     def percent(self) -> int:
         return 100 if not self.total else min(100, self.done * 100 // self.total)
+
+    @property
+    def customers_total(self) -> int:
+        return max(0, self.total - self.counterparties_total)
+
+    @property
+    def customers_done(self) -> int:
+        return max(0, self.done - self.counterparties_done)

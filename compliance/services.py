@@ -1,10 +1,10 @@
 """Sanctions screening of customers and counterparties, rescreening, and the review of hits.
 
 Screening writes hits: ``customer_screen`` and ``counterparty_screen`` search the process-wide
-screener (``compliance.screening_cache``); ``rescreen_for_version`` screens every customer against
-only what a new list version added or changed, and closes the hits on entries it removed;
-``rescreen_run_full`` screens every customer against the whole lists (a compliance officer's
-"rescreen all"). A hit is raised unless the pair is allow-listed, already a true match, or was
+screener (``compliance.screening_cache``); ``rescreen_for_version`` screens every customer, then
+every payment counterparty, against only what a new list version added or changed, and closes the
+hits on entries it removed; ``rescreen_run_full`` screens them all against the whole lists (a
+compliance officer's "rescreen all"). A hit is raised unless the pair is allow-listed, already a true match, or was
 judged a false positive for the same entry content and the same screened details.
 
 Review: each decision is a transition with a conditional UPDATE on the hit's status, so two
@@ -48,6 +48,7 @@ from .models import (
     ListChangeKind,
     ListEntry,
     ListVersion,
+    RescreenPhase,
     RescreenRun,
     RescreenRunStatus,
     RescreenTrigger,
@@ -333,16 +334,18 @@ def counterparty_screen(*, name: str, country: str, source_type: str, source_id:
 # ---------------------------------------------------------------------------------- rescreening
 #
 # A rescreen runs in time slices, one Celery task each: the task claims the run (a lease), screens
-# chunks of customers after ``last_customer_id`` until SCREENING_RESCREEN_SLICE_SECONDS are spent,
-# then releases the run and queues its own continuation on commit. Every progress update renews
-# the lease and is guarded by the claim token, so a task delivered twice never doubles the counts,
-# and a worker that lost its lease stops. A failed run keeps its progress and is resumed (the
-# task's retry, or the beat sweep ``rescreen_resume_stalled``).
+# chunks of customers after ``last_customer_id`` (phase ``customers``), then chunks of counterparty
+# subjects after ``last_subject_id`` (phase ``counterparties``), until
+# SCREENING_RESCREEN_SLICE_SECONDS are spent, then releases the run and queues its own
+# continuation on commit; a slice that finishes the customers after its time ends there too.
+# Every progress update renews the lease and is guarded by the claim token, so a task delivered
+# twice never doubles the counts, and a worker that lost its lease stops. A failed run keeps its
+# progress and is resumed (the task's retry, or the beat sweep ``rescreen_resume_stalled``).
 #
 # Lock order, the same in every transaction: the run, then a subject, then its hits, and the audit
 # trail's lock (``audit_record``) last. A reviewer's decision locks a hit, then the audit lock; a
-# transaction that held the audit lock while locking another customer's hits would deadlock with
-# it. So each customer with matches is recorded in its own short transaction, and the customers
+# transaction that held the audit lock while locking another subject's hits would deadlock with
+# it. So each subject with matches is recorded in its own short transaction, and the subjects
 # without matches (only their ``screened_at`` changes, nothing is audited) in one per chunk.
 
 # An unfinished run whose lease lapsed (or that was queued) this long ago is queued again by the
@@ -388,7 +391,7 @@ def _run_release(run_id: int, token: str, **fields: Any) -> None:
 
 def _run_enqueue(run: RescreenRun) -> None:
     """Queue the run's task on commit: it rebuilds the same screener (the version's delta, or the
-    full lists) and continues from ``last_customer_id``."""
+    full lists) and continues where the run stopped (its phase and that phase's last id)."""
     from . import tasks
 
     if run.trigger == RescreenTrigger.LIST_VERSION:
@@ -423,7 +426,7 @@ def _subject_ids(customers: Sequence[Customer]) -> dict[int, int]:
     return subject_ids
 
 
-def _rescreen_customer(
+def _rescreen_subject(
     *,
     run_id: int,
     token: str,
@@ -434,7 +437,7 @@ def _rescreen_customer(
     actor: Any,
     now: datetime,
 ) -> None:
-    """Record one customer's matches in its own transaction: the run, the subject, its hits, then the audit."""
+    """Record one subject's matches in its own transaction: the run, the subject, its hits, then the audit."""
     entries = plan.entries if plan.entries is not None else _entries_for(matches)
     with transaction.atomic():
         _run_renew(run_id, token)
@@ -449,49 +452,84 @@ def _rescreen_customer(
             now=now,
         )
         if plan.entries is None:
-            # Only a screening against the full lists counts as the customer's screening: a delta
+            # Only a screening against the full lists counts as the subject's screening: a delta
             # run leaves a customer whose details changed (and whose hook call was lost) to the sweep.
             ScreeningSubject.objects.filter(pk=subject.pk).update(screened_at=now)
         if outcome.hits_created:
             _run_renew(run_id, token, hits_created=F("hits_created") + outcome.hits_created)
 
 
-def _screen_customer_chunks(*, run: RescreenRun, token: str, plan: _RescreenPlan, actor: Any, deadline: float) -> bool:
-    """Screen the customers after ``run.last_customer_id`` chunk by chunk: True when every customer
-    is done, False when the slice's ``deadline`` (``time.monotonic()``) passed after a chunk."""
+@dataclass(frozen=True)
+class _ChunkItem:
+    cursor: int  # the customer's id (phase customers) or the subject's id (phase counterparties)
+    subject_id: int
+    query: ScreeningQuery
+
+
+def _customer_chunk(after: int, size: int) -> list[_ChunkItem]:
+    customers = list(
+        Customer.objects.filter(pk__gt=after)
+        .order_by("pk")
+        .only("pk", "kind", "legal_name", "date_of_birth", "nationality", "country_of_residence")[:size]
+    )
+    subject_ids = _subject_ids(customers)
+    return [_ChunkItem(customer.pk, subject_ids[customer.pk], customer_query(customer)) for customer in customers]
+
+
+def _counterparty_chunk(after: int, size: int) -> list[_ChunkItem]:
+    rows = (
+        ScreeningSubject.objects.filter(kind=SubjectKind.COUNTERPARTY, pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "name", "country")[:size]
+    )
+    return [_ChunkItem(pk, pk, counterparty_query(name=name, country=country)) for pk, name, country in rows]
+
+
+def _search_chunk(screener: Screener, queries: Sequence[ScreeningQuery]) -> list[list[ScreeningMatch]]:
+    """``search_many`` over the distinct queries of a chunk (many payments name one counterparty)."""
+    distinct = list(dict.fromkeys(queries))
+    found = dict(zip(distinct, screener.search_many(distinct), strict=True))
+    return [found[query] for query in queries]
+
+
+def _screen_chunks(
+    *, run: RescreenRun, token: str, plan: _RescreenPlan, actor: Any, deadline: float, phase: str
+) -> bool:
+    """Screen the run's customers (after ``last_customer_id``) or counterparty subjects (after
+    ``last_subject_id``) chunk by chunk: True when every one is done, False when the slice's
+    ``deadline`` (``time.monotonic()``) passed after a chunk."""
     assert plan.screener is not None  # noqa: S101
     chunk_size = max(1, settings.SCREENING_RESCREEN_CHUNK)
-    last_id = run.last_customer_id
+    counterparties = phase == RescreenPhase.COUNTERPARTIES
+    fetch = _counterparty_chunk if counterparties else _customer_chunk
+    last_id = run.last_subject_id if counterparties else run.last_customer_id
     while True:
-        customers = list(
-            Customer.objects.filter(pk__gt=last_id)
-            .order_by("pk")
-            .only("pk", "kind", "legal_name", "date_of_birth", "nationality", "country_of_residence")[:chunk_size]
-        )
-        if not customers:
+        items = fetch(last_id, chunk_size)
+        if not items:
             return True
-        queries = [customer_query(customer) for customer in customers]
-        results = plan.screener.search_many(queries)
+        results = _search_chunk(plan.screener, [item.query for item in items])
         now = timezone.now()
-        subject_ids = _subject_ids(customers)
-        for customer, query, matches in zip(customers, queries, results, strict=True):
+        for item, matches in zip(items, results, strict=True):
             if matches:
-                _rescreen_customer(
+                _rescreen_subject(
                     run_id=run.pk,
                     token=token,
-                    subject_id=subject_ids[customer.pk],
-                    query=query,
+                    subject_id=item.subject_id,
+                    query=item.query,
                     matches=matches,
                     plan=plan,
                     actor=actor,
                     now=now,
                 )
-        unmatched = sorted(
-            subject_ids[customer.pk] for customer, matches in zip(customers, results, strict=True) if not matches
-        )
-        last_id = customers[-1].pk
+        unmatched = sorted(item.subject_id for item, matches in zip(items, results, strict=True) if not matches)
+        last_id = items[-1].cursor
+        progress: dict[str, Any] = {"done": F("done") + len(items)}
+        if counterparties:
+            progress.update(counterparties_done=F("counterparties_done") + len(items), last_subject_id=last_id)
+        else:
+            progress["last_customer_id"] = last_id
         with transaction.atomic():
-            _run_renew(run.pk, token, done=F("done") + len(customers), last_customer_id=last_id)
+            _run_renew(run.pk, token, **progress)
             if unmatched and plan.entries is None:
                 # Locked in primary-key order first: two runs updating overlapping subjects wait
                 # for each other instead of deadlocking.
@@ -502,7 +540,7 @@ def _screen_customer_chunks(*, run: RescreenRun, token: str, plan: _RescreenPlan
                     .values_list("pk", flat=True)
                 )
                 ScreeningSubject.objects.filter(pk__in=locked).update(screened_at=now)
-        if len(customers) < chunk_size:
+        if len(items) < chunk_size:
             return True
         if time.monotonic() >= deadline:
             return False
@@ -513,8 +551,18 @@ def _run_begin(run: RescreenRun, *, token: str, plan: _RescreenPlan, actor: Any)
         if run.started_at is not None:  # a later slice, or a resumed run
             _run_renew(run.pk, token, screener_entities=plan.entity_count)
             return
-        total = Customer.objects.count() if plan.screener is not None else 0
-        _run_renew(run.pk, token, started_at=timezone.now(), total=total, screener_entities=plan.entity_count)
+        customers = counterparties = 0
+        if plan.screener is not None:
+            customers = Customer.objects.count()
+            counterparties = ScreeningSubject.objects.filter(kind=SubjectKind.COUNTERPARTY).count()
+        _run_renew(
+            run.pk,
+            token,
+            started_at=timezone.now(),
+            total=customers + counterparties,
+            counterparties_total=counterparties,
+            screener_entities=plan.entity_count,
+        )
         details: dict[str, Any] = {"trigger": run.trigger, "screener_entities": plan.entity_count}
         if run.list_version_id is not None:
             details["list_version_id"] = run.list_version_id
@@ -533,7 +581,8 @@ def _run_finish(run: RescreenRun, *, token: str, actor: Any) -> RescreenRun:
                 "trigger": run.trigger,
                 "list_version_id": run.list_version_id,
                 "screener_entities": run.screener_entities,
-                "customers": run.done,
+                "customers": run.customers_done,
+                "counterparties": run.counterparties_done,
                 "hits_created": run.hits_created,
                 "hits_closed": run.hits_closed,
             },
@@ -542,7 +591,7 @@ def _run_finish(run: RescreenRun, *, token: str, actor: Any) -> RescreenRun:
 
 
 def rescreen_run_failed(*, run_id: int, error: BaseException, claim_token: str | None = None) -> None:
-    """Record a run's failure and give it up; a retry or the sweep resumes it from its last customer.
+    """Record a run's failure and give it up; a retry or the sweep resumes it where it stopped.
 
     ``claim_token``: the failing worker's; nothing is written if another worker holds the run now.
     """
@@ -603,6 +652,23 @@ def _close_hits_on_removed(
             _run_renew(run_id, token, hits_closed=F("hits_closed") + closed)
 
 
+def _screen_subjects(*, run: RescreenRun, token: str, plan: _RescreenPlan, actor: Any, deadline: float) -> bool:
+    """The customers, then the counterparties: True when both are done, False when the slice ends first."""
+    if run.phase == RescreenPhase.CUSTOMERS:
+        if not _screen_chunks(
+            run=run, token=token, plan=plan, actor=actor, deadline=deadline, phase=RescreenPhase.CUSTOMERS
+        ):
+            return False
+        with transaction.atomic():
+            _run_renew(run.pk, token, phase=RescreenPhase.COUNTERPARTIES)
+        run.phase = RescreenPhase.COUNTERPARTIES
+        if time.monotonic() >= deadline:
+            return False
+    return _screen_chunks(
+        run=run, token=token, plan=plan, actor=actor, deadline=deadline, phase=RescreenPhase.COUNTERPARTIES
+    )
+
+
 def _rescreen_slice(run: RescreenRun, *, actor: Any, prepare: Callable[[], _RescreenPlan]) -> RescreenRun:
     """One time slice of a run, by the worker that claims it; queues the next slice if one is needed."""
     if run.status == RescreenRunStatus.SUCCEEDED:
@@ -620,7 +686,7 @@ def _rescreen_slice(run: RescreenRun, *, actor: Any, prepare: Callable[[], _Resc
         _run_begin(run, token=token, plan=plan, actor=actor)
         if plan.removed and plan.version is not None:
             _close_hits_on_removed(run_id=run.pk, token=token, entries=plan.removed, version=plan.version, actor=actor)
-        if plan.screener is not None and not _screen_customer_chunks(
+        if plan.screener is not None and not _screen_subjects(
             run=run, token=token, plan=plan, actor=actor, deadline=deadline
         ):
             with transaction.atomic():
@@ -639,11 +705,13 @@ def _rescreen_slice(run: RescreenRun, *, actor: Any, prepare: Callable[[], _Resc
 
 
 def rescreen_for_version(*, version_id: int, actor: Any) -> RescreenRun:
-    """Screen every customer against a new version's added and changed entities only (its delta).
+    """Screen every customer, then every payment counterparty, against a new version's added and
+    changed entities only (its delta).
 
-    Hits on entities the version removed are closed. Run once per version: a repeated call
-    returns the finished run, or continues an unfinished one from its last customer. One call is
-    one time slice; it queues the next one itself.
+    Hits on entities the version removed are closed, whoever they are on. Run once per version: a
+    repeated call returns the finished run, or continues an unfinished one where it stopped. One
+    call is one time slice; it queues the next one itself. ``screened_at`` is left alone (a delta
+    is not a full screening).
     """
     version = ListVersion.objects.get(pk=version_id)
     try:
@@ -676,7 +744,7 @@ UNFINISHED_MANUAL_CONSTRAINT = "compliance_rescreen_one_manual_unfinished"
 
 @transaction.atomic
 def rescreen_all_request(*, actor: Any, request: HttpRequest | None = None) -> RescreenRun:
-    """A compliance officer asks for every customer to be screened against the whole lists."""
+    """A compliance officer asks for every customer and counterparty to be screened against the whole lists."""
     if not actor.has_perm(REVIEW_PERMISSION):
         raise NotAllowed("Your role may not start a rescreen.")
     busy = "A full rescreen is already queued, running or being resumed; wait for it to finish."
@@ -696,7 +764,8 @@ def rescreen_all_request(*, actor: Any, request: HttpRequest | None = None) -> R
 
 
 def rescreen_run_full(*, run_id: int, actor: Any) -> RescreenRun:
-    """Screen every customer against the full lists (the process-wide screener); one time slice."""
+    """Screen every customer, then every counterparty, against the full lists (the process-wide
+    screener); one time slice."""
     run = RescreenRun.objects.get(pk=run_id)
 
     def prepare() -> _RescreenPlan:

@@ -36,8 +36,9 @@ def screen_counterparty(*, name: str, country: str, source_type: str, source_id:
 
 @shared_task(name="compliance.rescreen_for_version", base=FintechTask)
 def rescreen_for_version(version_id: int) -> int:
-    """Every customer against a new list version's delta, one time slice per call (each slice
-    queues the next; a retry continues from the last customer); the RescreenRun's id."""
+    """Every customer, then every payment counterparty, against a new list version's delta, one
+    time slice per call (each slice queues the next; a retry continues where the run stopped);
+    the RescreenRun's id."""
     from .services import rescreen_for_version as rescreen
 
     return rescreen(version_id=version_id, actor=SystemActor("compliance.rescreen_for_version")).pk
@@ -45,7 +46,8 @@ def rescreen_for_version(version_id: int) -> int:
 
 @shared_task(name="compliance.rescreen_all", base=FintechTask)
 def rescreen_all(run_id: int) -> int:
-    """Every customer against the full lists (requested from the dashboard), one time slice per call."""
+    """Every customer, then every payment counterparty, against the full lists (requested from the
+    dashboard), one time slice per call."""
     from .services import rescreen_run_full
 
     return rescreen_run_full(run_id=run_id, actor=SystemActor("compliance.rescreen_all")).pk

@@ -265,5 +265,8 @@ def rescreen_list(request: HttpRequest) -> HttpResponse:
 @permission_required(REVIEW)
 def rescreen_start(request: HttpRequest) -> HttpResponse:
     run = services.rescreen_all_request(actor=request.user, request=request)
-    messages.success(request, f"Rescreen #{run.pk} queued: every customer is screened against the full lists.")
+    messages.success(
+        request,
+        f"Rescreen #{run.pk} queued: every customer and payment counterparty is screened against the full lists.",
+    )
     return redirect("compliance:rescreen_list")

@@ -82,7 +82,7 @@ def test_only_changes_of_screened_fields_screen_again(eager_celery, django_captu
         customer_update(customer=customer, actor=ACTOR, nationality="RU")
     assert _screenings(customer) == 3
     assert Hit.objects.count() == 1
-    assert AuditEvent.objects.filter(action="compliance.customer_screened").first().details["hits_refreshed"] == 1
+    assert AuditEvent.objects.filter(action="compliance.customer_screened").latest("seq").details["hits_refreshed"] == 1
 
 
 def test_no_hook_configured_means_no_screening(settings, django_capture_on_commit_callbacks):
@@ -324,7 +324,7 @@ def test_a_long_rescreen_works_in_time_slices_each_queuing_the_next(
         run = services.rescreen_for_version(version_id=version.pk, actor=ACTOR)
     # One chunk done, progress recorded, the lease given up and the continuation queued.
     assert (run.status, run.total, run.done, run.claim_token) == ("running", 3, 1, "")
-    assert run.last_customer_id == Customer.objects.order_by("pk").first().pk
+    assert run.last_customer_id == Customer.objects.earliest("pk").pk
     assert len(callbacks) == 1 and run.awaiting_worker
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -450,3 +450,184 @@ def test_two_rescreen_requests_at_the_same_moment_start_one_run(reviewers, eager
     run = RescreenRun.objects.get()
     assert run.requested_by == first
     assert AuditEvent.objects.filter(action="compliance.rescreen_requested").count() == 1
+
+
+# ----------------------------------------------------------------- counterparties in rescreens
+
+
+def _counterparty(source_id: int, name: str, country: str = "") -> ScreeningSubject:
+    """A payment's counterparty, screened when the payment recorded it (as the hook does)."""
+    services.counterparty_screen(
+        name=name, country=country, source_type="payments.payment", source_id=source_id, actor=ACTOR
+    )
+    return ScreeningSubject.objects.get(kind="counterparty", source_id=str(source_id))
+
+
+def test_a_new_version_rescreens_counterparties_by_its_delta_after_the_customers(
+    eager_celery, django_capture_on_commit_callbacks
+):
+    acme = company("200", "Acme Trading LLC", countries=["IR"])
+    dropped = company("201", "Northern Star Logistics")
+    load_version([acme, dropped])
+    customer = Customer.objects.create(kind="person", legal_name="Grace Hopper")
+    services.customer_screen(customer=customer, actor=ACTOR)
+    known = _counterparty(1, "ACME Trading LLC", "IR")
+    removed = _counterparty(2, "Northern Star Logistics")
+    newly_listed = _counterparty(3, "Blue Harbour Shipping Company")
+    acme_hit = Hit.objects.get(subject=known)
+    removed_hit = Hit.objects.get(subject=removed)
+    assert not Hit.objects.filter(subject=newly_listed).exists()
+    screened_at = {subject.pk: subject.screened_at for subject in ScreeningSubject.objects.all()}
+
+    version = load_version([acme, company("202", "Blue Harbour Shipping Company")])
+    with django_capture_on_commit_callbacks(execute=True):
+        list_version_activated.send(sender=ListVersion, version_id=version.pk)
+
+    run = RescreenRun.objects.get()
+    assert (run.status, run.phase, run.screener_entities) == ("succeeded", "counterparties", 1)
+    assert (run.total, run.done, run.customers_total, run.customers_done) == (4, 4, 1, 1)
+    assert (run.counterparties_total, run.counterparties_done, run.last_subject_id) == (3, 3, newly_listed.pk)
+    assert (run.hits_created, run.hits_closed) == (1, 1)
+    # The counterparty the new entry names has a hit raised by this version.
+    new_hit = Hit.objects.get(subject=newly_listed)
+    assert (new_hit.entry.key, new_hit.status, new_hit.list_version) == ("202", "open", version)
+    created = AuditEvent.objects.get(action="compliance.hit_created", target_id=str(new_hit.pk))
+    assert (created.details["subject_id"], created.details["customer_id"]) == (newly_listed.pk, None)
+    # The unchanged entry was not rescored for its counterparty.
+    refreshed = Hit.objects.get(pk=acme_hit.pk)
+    assert (refreshed.status, refreshed.last_screened_at, refreshed.updated_at) == (
+        "open",
+        acme_hit.last_screened_at,
+        acme_hit.updated_at,
+    )
+    # The removed entry closed the counterparty's hit.
+    removed_hit.refresh_from_db()
+    assert removed_hit.status == HitStatus.CLOSED_ENTRY_REMOVED
+    assert AuditEvent.objects.get(action="compliance.hit_closed_entry_removed").target_id == str(removed_hit.pk)
+    # A delta is not a full screening: nobody's screened_at moved.
+    assert {subject.pk: subject.screened_at for subject in ScreeningSubject.objects.all()} == screened_at
+    finished = AuditEvent.objects.get(action="compliance.rescreen_finished")
+    assert (finished.details["customers"], finished.details["counterparties"]) == (1, 3)
+
+
+def test_a_delta_does_not_rescore_a_counterparty_against_unchanged_entries(monkeypatch):
+    acme = company("200", "Acme Trading LLC", countries=["IR"])
+    load_version([acme])
+    subject = _counterparty(1, "ACME Trading LLC", "IR")
+    hit = Hit.objects.get(subject=subject)
+    version = load_version([acme, person("100", "Ivan Petrovich Sidorov")])
+
+    from compliance.screening import Screener
+
+    built: list[int] = []
+    searched: list[str] = []
+    original_build, original_search_many = Screener.build, Screener.search_many
+
+    def build(entities):
+        entities = list(entities)
+        built.append(len(entities))
+        return original_build(entities)
+
+    def search_many(self, queries, **kwargs):
+        searched.extend(query.name for query in queries)
+        return original_search_many(self, queries, **kwargs)
+
+    monkeypatch.setattr(Screener, "build", staticmethod(build))
+    monkeypatch.setattr(Screener, "search_many", search_many)
+    run = services.rescreen_for_version(version_id=version.pk, actor=ACTOR)
+    # The counterparty was searched, against a screener of the one new entity only.
+    assert built == [1] and searched == ["ACME Trading LLC"]
+    assert (run.status, run.counterparties_done, run.hits_created) == ("succeeded", 1, 0)
+    refreshed = Hit.objects.get(pk=hit.pk)
+    assert (refreshed.last_screened_at, refreshed.updated_at) == (hit.last_screened_at, hit.updated_at)
+    assert Hit.objects.count() == 1
+
+
+def test_time_slices_continue_into_and_within_the_counterparty_phase(settings, monkeypatch):
+    settings.SCREENING_RESCREEN_CHUNK = 1
+    settings.SCREENING_RESCREEN_SLICE_SECONDS = 0  # every chunk spends the slice
+    load_version([company("200", "Acme Trading LLC")])
+    Customer.objects.create(kind="person", legal_name="Grace Hopper")
+    first = _counterparty(1, "Northwind Traders")
+    second = _counterparty(2, "Blue Harbour Shipping Company")
+    version = load_version([company("200", "Acme Trading LLC"), company("202", "Blue Harbour Shipping Company")])
+
+    steps = []
+    for _ in range(6):
+        run = services.rescreen_for_version(version_id=version.pk, actor=ACTOR)
+        steps.append((run.status, run.phase, run.done, run.counterparties_done, run.last_subject_id))
+        if run.status == "succeeded":
+            break
+        assert run.awaiting_worker  # released, its continuation queued
+    assert steps == [
+        ("running", "customers", 1, 0, 0),  # the customer's chunk spent the slice
+        ("running", "counterparties", 1, 0, 0),  # no customer left: the next slice starts the counterparties
+        ("running", "counterparties", 2, 1, first.pk),
+        ("running", "counterparties", 3, 2, second.pk),
+        ("succeeded", "counterparties", 3, 2, second.pk),
+    ]
+    assert Hit.objects.get(subject=second).entry.key == "202"
+
+    # A failure in the counterparty phase is resumed there, not from the customers.
+    third = _counterparty(3, "Blue Harbour Shipping Company")
+    Hit.objects.filter(subject=third).delete()
+    settings.SCREENING_RESCREEN_SLICE_SECONDS = 240
+    resumed = load_version([company("200", "Acme Trading LLC"), company("203", "Northwind Traders")])
+    RescreenRun.objects.create(
+        trigger="list_version",
+        list_version=resumed,
+        status="failed",
+        phase="counterparties",
+        started_at=timezone.now(),
+        total=4,
+        done=2,
+        counterparties_total=3,
+        counterparties_done=1,
+        last_customer_id=Customer.objects.get().pk,
+        last_subject_id=first.pk,
+    )
+    calls = _fail_on_call(monkeypatch, 99)
+    run = services.rescreen_for_version(version_id=resumed.pk, actor=ACTOR)
+    assert (run.status, run.done, run.counterparties_done, run.last_subject_id) == ("succeeded", 4, 3, third.pk)
+    assert len(calls) == 2  # the two counterparties after the first, one chunk each; no customer
+    # The first counterparty (done before the failure) was not screened again by this run.
+    assert not Hit.objects.filter(subject=first, entry__key="203").exists()
+
+
+def test_a_full_rescreen_covers_counterparties_and_counts_as_their_screening(
+    reviewers, eager_celery, django_capture_on_commit_callbacks, client
+):
+    from tests.utils import login_with_mfa
+
+    officer = reviewers[0]
+    load_version([person("100", "Ivan Petrovich Sidorov")])
+    Customer.objects.create(kind="person", legal_name="Ivan Petrovich Sidorov")
+    # Two payments name the same counterparty, a third another one; none is listed yet.
+    counterparties = [
+        _counterparty(1, "ACME Trading LLC", "IR"),
+        _counterparty(2, "ACME Trading LLC", "IR"),
+        _counterparty(3, "Northwind Traders"),
+    ]
+    before = {subject.pk: subject.screened_at for subject in counterparties}
+    assert not Hit.objects.exists()
+    # The list now names the counterparty (its delta was never rescreened: the full run finds it).
+    load_version([person("100", "Ivan Petrovich Sidorov"), company("200", "Acme Trading LLC", countries=["IR"])])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.rescreen_all_request(actor=officer)
+    run.refresh_from_db()
+    assert (run.status, run.phase, run.total, run.done) == ("succeeded", "counterparties", 4, 4)
+    assert (run.customers_done, run.counterparties_total, run.counterparties_done) == (1, 3, 3)
+    assert run.hits_created == 3  # the customer, and both payments naming ACME
+    assert sorted(Hit.objects.filter(subject__kind="counterparty").values_list("subject__source_id", flat=True)) == [
+        "1",
+        "2",
+    ]
+    for subject in ScreeningSubject.objects.filter(kind="counterparty"):
+        earlier = before[subject.pk]
+        assert subject.screened_at and earlier and subject.screened_at > earlier  # a full screening, matched or not
+
+    login_with_mfa(client, officer)
+    page = client.get("/compliance/rescreens/")
+    assert page.status_code == 200
+    assert b"1 / 1</td>" in page.content and b"3 / 3</td>" in page.content  # customers, counterparties
