@@ -1,9 +1,10 @@
 """WSGI entry point (gunicorn fintech.wsgi).
 
-Gateway webhooks (``/webhooks/``) are served by a handler with a short middleware list: they are
-signed machine-to-machine POSTs that need no session, user, MFA, messages, lockout or page
-policy, and they arrive at the highest rate of any endpoint. What they keep: security headers,
-host validation (CommonMiddleware), the NUL-rejecting guard and the error mapping. Every other
+The gateway webhook endpoints (``/webhooks/stripe/``, ``/webhooks/braintree/``, exactly) are
+served by a handler with a short middleware list: they are signed machine-to-machine POSTs that
+need no session, user, MFA, messages, lockout or page policy, and they arrive at the highest rate
+of any endpoint. What they keep: security headers, host validation (CommonMiddleware), the
+NUL-rejecting guard and the error mapping. Every other
 path goes through the full ``settings.MIDDLEWARE`` stack.
 """
 
@@ -16,7 +17,10 @@ from django.utils.module_loading import import_string
 
 from fintech import configure_settings_module
 
-WEBHOOK_PATH_PREFIX = "/webhooks/"
+# Exactly the gateway endpoints (fintech.urls): any other path, including anything else under
+# /webhooks/ that the URLconf may serve (the catch-all section page), keeps the full stack with
+# its session, authentication, MFA and CSP middleware.
+WEBHOOK_PATHS = frozenset({"/webhooks/stripe/", "/webhooks/braintree/"})
 # In the order of settings.MIDDLEWARE.
 WEBHOOK_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -60,6 +64,6 @@ webhook_application = LeanWSGIHandler()
 
 
 def application(environ, start_response):
-    if environ.get("PATH_INFO", "").startswith(WEBHOOK_PATH_PREFIX):
+    if environ.get("PATH_INFO", "") in WEBHOOK_PATHS:
         return webhook_application(environ, start_response)
     return default_application(environ, start_response)

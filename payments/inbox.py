@@ -109,8 +109,15 @@ def webhook_process_batch(*, limit: int = DRAIN_BATCH) -> int:
     The number given an outcome (processed, ignored or failed); events that waited too long on
     another worker's rows are left received and not counted.
     """
+    # Called inside a caller's transaction, the batch is a savepoint: SET LOCAL would outlive it
+    # (a savepoint's release keeps its settings) and give the caller's remaining statements the
+    # drain's lock timeout and an asynchronous commit. The caller's values are put back then.
+    nested = connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cursor:
+            if nested:
+                cursor.execute("SELECT current_setting('synchronous_commit'), current_setting('lock_timeout')")
+                previous = cursor.fetchone()
             # Without waiting for the WAL flush: a crash can only lose whole processing
             # transactions, which leaves their events "received" for the sweep to apply again.
             # Deliveries themselves are stored with a synchronous commit before the 200.
@@ -126,6 +133,12 @@ def webhook_process_batch(*, limit: int = DRAIN_BATCH) -> int:
         decided = [event for event in events if _apply(event, defer_on_lock_timeout=True)]
         if decided:
             _save_outcomes(decided)
+        if nested:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('synchronous_commit', %s, true), set_config('lock_timeout', %s, true)",
+                    list(previous),
+                )
     return len(decided)
 
 

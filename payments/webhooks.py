@@ -261,7 +261,8 @@ def _receive(request: HttpRequest, provider: str) -> HttpResponse:
             delivery = verify_braintree(body)
         # Braintree's form body carries the XML base64-encoded: keep the decoded, redacted XML.
         raw = delivery.payload["xml"] if provider == Gateway.BRAINTREE else body.decode("utf-8")
-        if "\x00" in raw:
+        if "\x00" in raw or ("\\u0000" in raw and "\\u0000" in json.dumps(delivery.payload)):
+            # A NUL, raw or as a JSON escape, cannot be stored (PostgreSQL text and jsonb refuse it).
             raise WebhookRejected("body contains NUL characters")
     except WebhookRejected as rejection:
         return _refuse(request, provider, rejection)

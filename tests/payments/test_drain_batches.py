@@ -235,3 +235,22 @@ def test_postings_are_inserted_all_or_none_when_some_accounts_are_new():
     assert postings == [("fees", "EUR", 70), ("gateway_clearing", "EUR", -70)]
     assert LedgerAccount.objects.filter(gateway="braintree", currency="EUR").count() == 2
     assert json.dumps(ledger_unbalanced_currencies()) == "{}"
+
+
+def test_a_batch_inside_a_callers_transaction_leaves_the_callers_settings_as_they_were(client):
+    from django.db import transaction
+
+    deliver_stripe(client, stripe_event("charge.succeeded", charge("pi_nested1")))
+
+    def current() -> tuple[str, str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')")
+            return cursor.fetchone()
+
+    with transaction.atomic():
+        before = current()
+        assert webhook_process_batch(limit=10) == 1
+        # The caller's remaining statements neither give up on locks after 200 ms nor commit
+        # without waiting for the WAL flush.
+        assert current() == before
+    assert WebhookEvent.objects.get().status == "processed"

@@ -12,10 +12,13 @@ import json
 from urllib.parse import urlencode
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 
 from fintech.core.models import AuditEvent
 from fintech.wsgi import application, default_application, webhook_application
+from payments import inbox
 from payments.inbox import DRAIN_FLAG, webhook_drain
 from payments.models import Payment, WebhookEvent
 
@@ -139,3 +142,48 @@ def test_other_paths_keep_the_full_middleware_stack():
     status, headers, _ = call("GET", "/accounts/login/")
     assert status == 200
     assert "Content-Security-Policy" in headers
+
+
+def test_only_the_gateway_endpoints_skip_the_full_stack():
+    # /webhooks/ itself resolves to the catch-all section page, a staff page: served, like any
+    # path but the two endpoints, with session, authentication, MFA and CSP middleware.
+    for path in ("/webhooks/", "/webhooks/nowhere/"):
+        _, headers, _ = call("GET", path)
+        assert "Content-Security-Policy" in headers, path
+    _, headers, _ = call("GET", "/webhooks/stripe/")
+    assert "Content-Security-Policy" not in headers
+
+
+def test_with_redis_down_a_delivery_is_stored_and_answered_without_waiting_on_retries(monkeypatch):
+    cache.delete(DRAIN_FLAG)
+    connects: list[int] = []
+    original_connect = redis.connection.Connection._connect
+
+    def counting_connect(self):
+        connects.append(self.port)
+        return original_connect(self)
+
+    monkeypatch.setattr(redis.connection.Connection, "_connect", counting_connect)
+    monkeypatch.setattr(inbox, "_drain_flag_client", None)
+    # A port nothing listens on: every connection attempt is refused.
+    monkeypatch.setitem(settings.CACHES["default"], "LOCATION", "redis://127.0.0.1:1/0")
+
+    status, _, content = post_stripe(stripe_event("payment_intent.succeeded", intent("pi_noredis", "succeeded")))
+    assert (status, json.loads(content)) == (200, {"received": True})
+    assert WebhookEvent.objects.get().status == "received"  # stored for the sweep
+    # No retry loop holds the answer while Redis is unreachable.
+    assert 1 <= connects.count(1) <= 2
+
+
+def test_the_drain_flag_client_reconnects_after_its_connection_is_dropped():
+    flag_client = inbox._drain_flag_redis()
+    cache.delete(DRAIN_FLAG)
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_drop1", "requires_payment_method")))[0] == 200
+    assert cache.get(DRAIN_FLAG) == 1
+    # As after a Redis restart: the server closes the kept connection.
+    connection_id = flag_client.client_id()
+    redis.Redis.from_url(settings.CACHES["default"]["LOCATION"]).client_kill_filter(_id=connection_id)
+    cache.delete(DRAIN_FLAG)
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_drop2", "requires_payment_method")))[0] == 200
+    assert cache.get(DRAIN_FLAG) == 1
+    assert WebhookEvent.objects.count() == 2

@@ -153,6 +153,14 @@ def test_malformed_signed_bodies_are_refused(client, body, reason):
     assert WebhookEvent.objects.count() == 0
 
 
+def test_a_nul_written_as_a_json_escape_is_refused_not_a_500(client):
+    body = json.dumps(stripe_event("charge.succeeded", charge("pi_nul", description="a\x00b")))
+    assert "\\u0000" in body
+    response = _stripe_post(client, body, stripe_signature(body))
+    assert response.status_code == 400 and "NUL" in response.json()["error"]
+    assert WebhookEvent.objects.count() == 0
+
+
 def test_oversized_delivery_is_413_and_not_stored(client, settings):
     settings.WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
     event = stripe_event("payment_intent.succeeded", intent("pi_big", "succeeded", description="x" * (1024 * 1024)))
