@@ -25,7 +25,7 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.contrib.auth.models import Permission
@@ -46,7 +46,7 @@ from .gateways import GatewayError
 from .gateways import braintree as braintree_adapter
 from .gateways import stripe as stripe_adapter
 from .handlers.braintree import _sale_facts as braintree_sale_facts
-from .models import Gateway, Payment, PaymentStatus, Refund, RefundStatus
+from .models import Gateway, Payment, PaymentStatus, Refund, RefundMethod, RefundStatus
 from .services import PaymentFacts, RefundFacts, payment_apply_facts, refund_apply_facts
 
 logger = logging.getLogger("fintech.payments.checkout")
@@ -85,6 +85,10 @@ class NotFound(ApplicationError):
 
 class PaymentNotRefundable(InvalidTransition):
     code = "payment_not_refundable"
+
+
+class PaymentNotSettled(InvalidTransition):
+    code = "payment_not_settled"
 
 
 class RefundExceedsRefundable(ApplicationError):
@@ -591,7 +595,13 @@ _BRAINTREE_REFUND_STATUS = {
 
 
 def _refund_open(
-    *, merchant: Any, payment_public_id: str, amount_minor: int | None, reason: str, request: HttpRequest | None
+    *,
+    merchant: Any,
+    payment_public_id: str,
+    amount_minor: int | None,
+    reason: str,
+    method: RefundMethod,
+    request: HttpRequest | None,
 ) -> tuple[Payment, Refund]:
     with transaction.atomic(durable=True):
         payment = Payment.objects.select_for_update().filter(merchant=merchant, public_id=payment_public_id).first()
@@ -619,9 +629,15 @@ def _refund_open(
                 f"(captured {payment.amount_captured_minor}, refunded or being refunded {reserved}).",
                 field="amount_minor",
             )
+        if method == RefundMethod.VOID and (amount != payment.amount_captured_minor or reserved):
+            raise PaymentNotSettled(
+                "Braintree refunds a transaction only after it settles; refund the whole amount to void it, "
+                "or retry after settlement."
+            )
         now = timezone.now()
         refund = Refund.objects.create(
             payment=payment,
+            method=method,
             amount_minor=amount,
             currency=payment.currency,
             status=RefundStatus.PENDING,
@@ -639,6 +655,7 @@ def _refund_open(
                 "payment_id": payment.public_id,
                 "amount_minor": amount,
                 "currency": payment.currency,
+                "method": method,
             },
             request=request,
         )
@@ -674,19 +691,56 @@ def checkout_refund_create(
 
     The pending refund is committed before the gateway is called, so it counts against the
     refundable amount while the gateway works: two concurrent refunds never exceed the capture.
+
+    A Braintree transaction that has not settled cannot be refunded, only voided, in full: its
+    status is asked from Braintree first (our row may be stale), and a full refund becomes a void
+    (``method`` "void"; the payment ends canceled) while a partial one is refused with
+    ``payment_not_settled`` before anything is written.
     """
-    known = Payment.objects.filter(merchant=merchant, public_id=payment_public_id).values_list("gateway", flat=True)
-    gateway = known.first()
-    if gateway is None:
+    known = (
+        Payment.objects.filter(merchant=merchant, public_id=payment_public_id)
+        .values_list("gateway", "gateway_payment_id", "status")
+        .first()
+    )
+    if known is None:
         raise NotFound(f"No such payment: {payment_public_id}.")
+    gateway, gateway_payment_id, status = known
     _ensure_configured(gateway)
+    method = RefundMethod.REFUND
+    if gateway == Gateway.BRAINTREE and status == PaymentStatus.SUCCEEDED:
+        method = _braintree_refund_method(gateway_payment_id)
     payment, refund = _refund_open(
         merchant=merchant,
         payment_public_id=payment_public_id,
         amount_minor=amount_minor,
         reason=reason,
+        method=method,
         request=request,
     )
+    if method == RefundMethod.VOID:
+        return _braintree_void(payment, refund)
+    return _refund_at_gateway(payment, refund)
+
+
+def _braintree_refund_method(transaction_id: str) -> RefundMethod:
+    """Void or refund, by the transaction's status at Braintree now."""
+    try:
+        transaction_ = braintree_adapter.find_transaction(transaction_id)
+    except GatewayError as error:
+        logger.warning("merchant API: braintree transaction %s not found or unreachable: %s", transaction_id, error)
+        raise GatewayUnavailable(
+            "The braintree gateway could not tell the transaction's status; nothing was refunded. Retry the "
+            "request with a new Idempotency-Key."
+        ) from None
+    status = str(transaction_.status)
+    if status in braintree_adapter.VOIDABLE_STATUSES:
+        return RefundMethod.VOID
+    if status in braintree_adapter.REFUNDABLE_STATUSES:
+        return RefundMethod.REFUND
+    raise PaymentNotRefundable(f"The Braintree transaction is {status}: it can be neither refunded nor voided.")
+
+
+def _refund_at_gateway(payment: Payment, refund: Refund) -> Refund:
     try:
         if payment.gateway == Gateway.STRIPE:
             answer = stripe_adapter.create_refund(
@@ -725,17 +779,100 @@ def checkout_refund_create(
             )
     except GatewayError as error:
         if error.retryable:
-            logger.warning("merchant API: %s unreachable for refund %s: %s", payment.gateway, refund.public_id, error)
-            raise GatewayUnavailable(
-                f"The {payment.gateway} gateway could not be reached. Refund {refund.public_id} stays pending "
-                "(it counts against the refundable amount) until the gateway reports its outcome.",
-                extra={"refund_id": refund.public_id, "payment_id": payment.public_id},
-            ) from None
+            _refund_unreachable(payment, refund, error)
         logger.warning("merchant API: %s refused refund %s: %s", payment.gateway, refund.public_id, error)
         return _refund_refused(refund, error)
     with transaction.atomic(durable=True):
         applied = refund_apply_facts(facts=facts)
     return applied
+
+
+def _refund_unreachable(payment: Payment, refund: Refund, error: GatewayError) -> NoReturn:
+    logger.warning("merchant API: %s unreachable for refund %s: %s", payment.gateway, refund.public_id, error)
+    raise GatewayUnavailable(
+        f"The {payment.gateway} gateway could not be reached. Refund {refund.public_id} stays pending "
+        "(it counts against the refundable amount) until the gateway reports its outcome.",
+        extra={"refund_id": refund.public_id, "payment_id": payment.public_id},
+    ) from None
+
+
+def _braintree_void(payment: Payment, refund: Refund) -> Refund:
+    """Void the whole unsettled transaction; a refund instead if it settled since we looked."""
+    try:
+        voided = braintree_adapter.void_transaction(payment.gateway_payment_id)
+    except GatewayError as error:
+        if error.code == braintree_adapter.CANNOT_VOID:
+            # It settled (or started settling) between the status check and the void: the whole
+            # amount is refunded instead, which is what the merchant asked for.
+            logger.info("merchant API: braintree refused to void %s (%s); refunding it", refund.public_id, error)
+            _refund_method_changed(refund, RefundMethod.REFUND)
+            return _refund_at_gateway(payment, refund)
+        if not error.retryable:
+            logger.warning("merchant API: braintree refused void %s: %s", refund.public_id, error)
+            return _refund_refused(refund, error)
+        voided = _voided_meanwhile(payment.gateway_payment_id)
+        if voided is None:
+            # Braintree sends no notification for a void: the refund stays pending until staff
+            # (or a later check of the transaction) settle it.
+            _refund_unreachable(payment, refund, error)
+    occurred_at = _braintree_time(getattr(voided, "updated_at", None))
+    with transaction.atomic(durable=True):
+        payment_apply_facts(
+            facts=PaymentFacts(
+                gateway=Gateway.BRAINTREE,
+                gateway_payment_id=payment.gateway_payment_id,
+                currency=payment.currency,
+                occurred_at=occurred_at,
+                status=PaymentStatus.CANCELED,
+            )
+        )
+        applied = refund_apply_facts(
+            facts=RefundFacts(
+                gateway=Gateway.BRAINTREE,
+                gateway_payment_id=payment.gateway_payment_id,
+                # A void has no gateway object of its own: the voided transaction names it.
+                gateway_refund_id=payment.gateway_payment_id,
+                amount_minor=refund.amount_minor,
+                currency=payment.currency,
+                status=RefundStatus.SUCCEEDED,
+                occurred_at=occurred_at,
+                refund_public_id=refund.public_id,
+            )
+        )
+        audit_record(
+            actor=refund.requested_by,
+            action="payment.voided",
+            target=payment,
+            details={
+                "payment_id": payment.public_id,
+                "refund_id": refund.public_id,
+                "amount_minor": refund.amount_minor,
+            },
+        )
+    return applied
+
+
+def _voided_meanwhile(transaction_id: str) -> Any:
+    """After an unanswered void: the transaction if Braintree voided it after all, else None."""
+    try:
+        transaction_ = braintree_adapter.find_transaction(transaction_id)
+    except GatewayError:
+        return None
+    return transaction_ if str(transaction_.status) == "voided" else None
+
+
+def _refund_method_changed(refund: Refund, method: RefundMethod) -> None:
+    with transaction.atomic(durable=True):
+        if Refund.objects.filter(pk=refund.pk, status=RefundStatus.PENDING).update(
+            method=method, updated_at=timezone.now()
+        ):
+            audit_record(
+                actor=refund.requested_by,
+                action="refund.method_changed",
+                target=refund,
+                details={"refund_id": refund.public_id, "from": refund.method, "to": method},
+            )
+    refund.method = method
 
 
 # ---------------------------------------------------------------------------------- idempotency

@@ -199,17 +199,31 @@ class RefundStatus(models.TextChoices):
     CANCELED = "canceled", "Canceled"
 
 
+class RefundMethod(models.TextChoices):
+    # Money sent back after settlement (a Stripe refund, a Braintree credit transaction).
+    REFUND = "refund", "Refund"
+    # Braintree before settlement: the whole transaction is voided, so no money ever moves.
+    VOID = "void", "Void"
+
+
 class Refund(models.Model):
-    """A refund of (part of) a payment. Pending and succeeded refunds count against the captured amount."""
+    """A refund of (part of) a payment. Pending and succeeded refunds count against the captured amount.
+
+    A ``void`` is always of the whole captured amount and leaves the payment canceled; its ledger
+    effect is the reversal of the payment's capture, not a refund posting.
+    """
 
     Status = RefundStatus
+    Method = RefundMethod
 
     FINAL_STATUSES = (Status.FAILED, Status.CANCELED)
 
     public_id = models.CharField(max_length=32, unique=True, default=refund_public_id, editable=False)
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
-    # Empty until the gateway has answered for a refund requested through the API.
+    # Empty until the gateway has answered for a refund requested through the API. For a void,
+    # the voided transaction (the payment's own gateway id): a void has no object of its own.
     gateway_refund_id = models.CharField(max_length=255, blank=True, default="")
+    method = models.CharField(max_length=8, choices=Method.choices, default=Method.REFUND)
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -230,6 +244,7 @@ class Refund(models.Model):
                 name="payments_refund_gateway_id",
             ),
             models.CheckConstraint(condition=_in_choices("status", RefundStatus), name="payments_refund_status_valid"),
+            models.CheckConstraint(condition=_in_choices("method", RefundMethod), name="payments_refund_method_valid"),
             models.CheckConstraint(condition=Q(amount_minor__gt=0), name="payments_refund_amount_positive"),
         ]
 

@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from fintech.core.models import Customer
 
-from .models import Gateway, Payment, PaymentStatus, Refund, RefundStatus
+from .models import Gateway, Payment, PaymentStatus, Refund, RefundMethod, RefundStatus
 
 UNKNOWN_FIELD = "Unknown field: it cannot be set through the API."
 
@@ -140,10 +140,25 @@ class RefundSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     payment = serializers.CharField(source="payment.public_id", read_only=True)
     status = serializers.ChoiceField(choices=RefundStatus.choices, read_only=True)
+    method = serializers.ChoiceField(
+        choices=RefundMethod.choices,
+        read_only=True,
+        help_text="refund: money sent back; void: an unsettled Braintree sale canceled in full (payment canceled).",
+    )
 
     class Meta:
         model = Refund
-        fields = ["id", "payment", "amount_minor", "currency", "status", "reason", "failure_reason", "created_at"]
+        fields = [
+            "id",
+            "payment",
+            "method",
+            "amount_minor",
+            "currency",
+            "status",
+            "reason",
+            "failure_reason",
+            "created_at",
+        ]
         read_only_fields = fields
 
 

@@ -32,6 +32,7 @@ from .models import (
     Payout,
     PayoutStatus,
     Refund,
+    RefundMethod,
     RefundStatus,
     WebhookEvent,
 )
@@ -206,6 +207,8 @@ def payment_apply_facts(*, facts: PaymentFacts, event: WebhookEvent | None = Non
 
     if payment.status == PaymentStatus.SUCCEEDED:
         _post_capture(payment, facts.occurred_at, event)
+    elif payment.status == PaymentStatus.CANCELED:
+        _reverse_capture(payment, facts.occurred_at)
     if facts.fee_minor and _post_fee(
         payment, fee_minor=facts.fee_minor, reference=facts.fee_reference, occurred_at=facts.occurred_at
     ):
@@ -236,6 +239,19 @@ def _post_capture(payment: Payment, occurred_at: datetime, event: WebhookEvent |
         ],
         payment=payment,
         webhook_event=event,
+    )
+
+
+def _reverse_capture(payment: Payment, occurred_at: datetime) -> None:
+    """A payment canceled after its capture was posted (a Braintree void before settlement): the
+    capture never completes, so its entry is reversed, once. Nothing when no capture was posted:
+    a canceled payment never posts a capture, so either both entries exist or neither does."""
+    captured_key = f"{payment.gateway}:payment:{payment.gateway_payment_id}:captured"
+    ledger_reverse(
+        key=f"{captured_key}:reversed",
+        original_key=captured_key,
+        description=f"Payment {payment.public_id} voided: capture reversed",
+        occurred_at=occurred_at,
     )
 
 
@@ -315,7 +331,9 @@ def refund_apply_facts(*, facts: RefundFacts, event: WebhookEvent | None = None)
 
 def _post_refund(payment: Payment, refund: Refund, occurred_at: datetime, event: WebhookEvent | None) -> None:
     succeeded_key = f"{payment.gateway}:refund:{refund.gateway_refund_id or refund.public_id}:succeeded"
-    if refund.status == RefundStatus.SUCCEEDED:
+    if refund.method == RefundMethod.VOID:
+        pass  # no money moved: the payment's canceled status reverses its capture instead
+    elif refund.status == RefundStatus.SUCCEEDED:
         ledger_post(
             key=succeeded_key,
             description=f"Refund {refund.public_id} of payment {payment.public_id}",

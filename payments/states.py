@@ -2,10 +2,10 @@
 
 Webhooks arrive late, twice and out of order, so a status is replaced only when the new one
 "wins": a final status is left only for a final status of higher rank (a paid payout can still
-fail; a succeeded payment never goes back to processing); otherwise the event with the later
-gateway timestamp wins, and at equal timestamps (Stripe's are whole seconds) the higher rank.
-Because the winner depends only on the set of events, never on their order, any delivery order
-ends in the same state.
+fail; a succeeded Braintree sale can still be voided, i.e. canceled; a succeeded payment never
+goes back to processing); otherwise the event with the later gateway timestamp wins, and at
+equal timestamps (Stripe's are whole seconds) the higher rank. Because the winner depends only
+on the set of events, never on their order, any delivery order ends in the same state.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ PAYMENT_RULES = StatusRules(
         PaymentStatus.PROCESSING: 2,
         PaymentStatus.REQUIRES_CAPTURE: 3,
         PaymentStatus.FAILED: 4,
-        PaymentStatus.CANCELED: 5,
-        PaymentStatus.SUCCEEDED: 6,
+        PaymentStatus.SUCCEEDED: 5,
+        # Above succeeded: a Braintree sale submitted for settlement (succeeded here) can still be
+        # voided, and nothing follows a void. Stripe never cancels a succeeded intent.
+        PaymentStatus.CANCELED: 6,
     },
     final={PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED},
 )

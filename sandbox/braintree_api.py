@@ -608,6 +608,19 @@ class BraintreeSandbox:
         transaction.set_status("settled", now)
         self._notify("transaction_settled", transaction.xml(), transaction.id)
 
+    def settle_now(self, transaction_id: str) -> Transaction:
+        """Settle a transaction submitted for settlement at once, as the scheduled step would later
+        (which then finds it settled and does nothing): for tests that need a sale to settle between
+        two requests, e.g. after a status check and before a void."""
+        with self.lock:
+            transaction = self._find(transaction_id)
+            if transaction.status != "submitted_for_settlement":
+                raise BraintreeControlError(
+                    f"Transaction {transaction_id} is {transaction.status}; only one submitted for settlement settles."
+                )
+            self._settle(transaction_id)
+            return transaction
+
     def find_transaction(self, transaction_id: str) -> tuple[int, str]:
         with self.lock:
             return _ok(self._find(transaction_id).xml())

@@ -130,6 +130,41 @@ def create_refund(*, transaction_id: str, amount_minor: int, currency: str, orde
     return result.transaction
 
 
+# Braintree voids a transaction only before it settles (and only in full); it refunds one only
+# once it settles (error 91506 before). Settling and settlement_pending count as settled here:
+# Braintree answers a refund of those itself (91574 on merchant accounts that do not allow it).
+VOIDABLE_STATUSES = frozenset({"authorized", "submitted_for_settlement"})
+REFUNDABLE_STATUSES = frozenset({"settling", "settlement_pending", "settled", "settlement_confirmed"})
+# Validation error: "Transaction can only be voided if status is authorized, submitted_for_settlement..."
+CANNOT_VOID = "91504"
+
+
+def _validation_error(result: Any) -> GatewayError:
+    """A refused request, coded with Braintree's first validation error (e.g. 91504)."""
+    errors = getattr(getattr(result, "errors", None), "deep_errors", None) or []
+    code = str(getattr(errors[0], "code", "") or "") if errors else ""
+    return GatewayError(str(getattr(result, "message", "") or "Braintree refused the request"), code=code)
+
+
+def find_transaction(transaction_id: str) -> Any:
+    """The transaction as Braintree has it now (its ``status`` decides between a void and a refund)."""
+    try:
+        return braintree_gateway().transaction.find(transaction_id)
+    except BraintreeError as exc:
+        raise _request_error(exc) from None
+
+
+def void_transaction(transaction_id: str) -> Any:
+    """Void a transaction that has not settled; the voided transaction, or GatewayError (91504 once settled)."""
+    try:
+        result = braintree_gateway().transaction.void(transaction_id)
+    except BraintreeError as exc:
+        raise _request_error(exc) from None
+    if not result.is_success:
+        raise _validation_error(result)
+    return result.transaction
+
+
 def retry_payment(payment: Payment) -> None:
     if not payment.subscription_id:
         raise GatewayError("only subscription charges can be retried at Braintree", code="not_retryable")

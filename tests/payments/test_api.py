@@ -62,6 +62,8 @@ class FakeGateways:
         self.stripe_refund_status = "succeeded"
         self.stripe_refund_error: tuple[int, dict[str, Any]] | None = None
         self.braintree_refund_status = "submitted_for_settlement"
+        # What transaction.find answers before a Braintree refund (settled: refunded, not voided).
+        self.braintree_find_status = "settled"
         # Called with the intent before Stripe's answer is sent (e.g. to apply a webhook first).
         self.on_intent: Callable[[dict[str, Any]], None] | None = None
         self._idempotent: dict[str, tuple[int, str, str]] = {}
@@ -71,6 +73,9 @@ class FakeGateways:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                self.do_POST()
 
             def do_POST(self) -> None:
                 try:
@@ -130,6 +135,11 @@ class FakeGateways:
         )
         if headers.get("Authorization") != expected:
             return 401, "application/xml", ""
+        found = re.fullmatch(r"/merchants/[^/]+/transactions/([^/]+)", path)
+        if found:
+            self.requests.append({"kind": "braintree_find", "transaction": found.group(1)})
+            answer = transaction_xml(transaction_id=found.group(1), amount="1.00", status=self.braintree_find_status)
+            return 200, "application/xml", answer
         sale = re.fullmatch(r"/merchants/[^/]+/transactions", path)
         refund = re.fullmatch(r"/merchants/[^/]+/transactions/([^/]+)/refund", path)
         # The SDK sends underscored element names (<payment_method_nonce>); Braintree accepts both.
@@ -1111,7 +1121,7 @@ def test_redoc_is_served_locally_with_the_csp_nonce(db):
 
 
 @pytest.fixture
-def stand_in(settings) -> Iterator[str]:
+def stand_in_server(settings) -> Iterator[Any]:
     """The project's stand-in (sandbox/server.py), which models Stripe's and Braintree's test modes
     in full; its webhooks are switched off here (the webhook tests cover them)."""
     from sandbox import delivery
@@ -1122,8 +1132,13 @@ def stand_in(settings) -> Iterator[str]:
     server = server_module.SandboxServer(server_module.SandboxApp(credentials, config)).start()
     settings.STRIPE_API_BASE = settings.BRAINTREE_ENVIRONMENT = server.url
     settings.BRAINTREE_CURRENCY = "USD"
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture
+def stand_in(stand_in_server) -> str:
+    return stand_in_server.url
 
 
 @pytest.mark.parametrize(
@@ -1189,3 +1204,242 @@ def test_braintree_payments_and_refunds_against_the_stand_in(merchant, stand_in)
     assert refund.status_code == 201, refund.content
     assert refund.json()["status"] in {"pending", "succeeded"} and refund.json()["amount_minor"] == 1200
     assert Refund.objects.get(public_id=refund.json()["id"]).gateway_refund_id
+
+
+# --------------------------------------------------------------------------- Braintree: void before settlement
+
+BRAINTREE_NONCE = {"gateway": "braintree", "payment_method": None, "payment_method_nonce": "fake-valid-nonce"}
+
+
+@pytest.fixture
+def unsettled(stand_in_server, monkeypatch) -> Any:
+    """The stand-in with settlement held back (sales stay submitted_for_settlement until a test
+    settles them), and a record of the Braintree calls the adapter makes (the real SDK runs)."""
+    from payments.gateways import braintree as adapter
+
+    stand_in_server.app.configure({"lifecycle_delay_ms": 600_000})
+    calls: list[str] = []
+    for name in ("find_transaction", "void_transaction", "create_refund"):
+        original = getattr(adapter, name)
+
+        def recorded(*args: Any, _name: str = name, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(adapter, name, recorded)
+    stand_in_server.calls = calls
+    return stand_in_server
+
+
+def _braintree_sale(merchant: Merchant, amount_minor: int = 4200) -> Payment:
+    response = merchant.pay(amount_minor=amount_minor, **BRAINTREE_NONCE)
+    assert response.status_code == 201 and response.json()["status"] == "succeeded", response.content
+    return Payment.objects.get(public_id=response.json()["id"])
+
+
+def _stand_in_status(server: Any, transaction_id: str) -> str:
+    return server.app.braintree.transactions[transaction_id].status
+
+
+def _ledger(payment: Payment) -> dict[str, int]:
+    from django.db.models import Sum
+
+    from payments.models import Posting
+
+    rows = (
+        Posting.objects.filter(entry__payment=payment)
+        .values_list("account__kind")
+        .annotate(total=Sum("amount_minor"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+def test_a_full_refund_before_settlement_voids_the_sale(merchant, unsettled):
+    from payments.ledger import ledger_unbalanced_currencies
+
+    payment = _braintree_sale(merchant)
+    assert _stand_in_status(unsettled, payment.gateway_payment_id) == "submitted_for_settlement"
+    response = merchant.post(f"/api/payments/{payment.public_id}/refunds", {"reason": "duplicate"}, key="void-1")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["method"], body["status"], body["amount_minor"]) == ("void", "succeeded", 4200)
+    assert unsettled.calls == ["find_transaction", "void_transaction"]
+    assert _stand_in_status(unsettled, payment.gateway_payment_id) == "voided"
+
+    refund = Refund.objects.get(public_id=body["id"])
+    assert (refund.method, refund.gateway_refund_id, refund.requested_by) == (
+        "void",
+        payment.gateway_payment_id,
+        merchant.user,
+    )
+    shown = merchant.get(f"/api/payments/{payment.public_id}").json()
+    assert (shown["status"], shown["amount_refunded_minor"], shown["amount_refundable_minor"]) == ("canceled", 4200, 0)
+    assert [r["method"] for r in shown["refunds"]] == ["void"]
+
+    # The capture is reversed; no refund is posted (no money moved); the ledger balances.
+    keys = set(JournalEntry.objects.filter(payment=payment).values_list("idempotency_key", flat=True))
+    captured = f"braintree:payment:{payment.gateway_payment_id}:captured"
+    assert keys == {captured, f"{captured}:reversed"}
+    assert _ledger(payment) == {"gateway_clearing": 0, "customer_funds": 0}
+    assert ledger_unbalanced_currencies() == {}
+    requested = actions("refund.requested")
+    assert len(requested) == 1 and requested[0].details["method"] == "void"
+    assert [event.details["refund_id"] for event in actions("payment.voided")] == [refund.public_id]
+
+    # The same request again: the same answer, nothing more done.
+    replay = merchant.post(f"/api/payments/{payment.public_id}/refunds", {"reason": "duplicate"}, key="void-1")
+    assert replay.status_code == 201 and replay.content == response.content
+    assert replay["Idempotent-Replayed"] == "true"
+    assert Refund.objects.count() == 1 and unsettled.calls == ["find_transaction", "void_transaction"]
+    # A new request: the payment is canceled, nothing is left to refund (the gateway is not asked).
+    again = merchant.post(f"/api/payments/{payment.public_id}/refunds", {})
+    assert again.status_code == 409 and error_of(again)["code"] == "payment_not_refundable"
+    assert Refund.objects.count() == 1 and len(unsettled.calls) == 2
+
+
+def test_a_partial_refund_before_settlement_is_409_and_writes_nothing(merchant, unsettled):
+    payment = _braintree_sale(merchant)
+    audit_count = AuditEvent.objects.count()
+    response = merchant.post(f"/api/payments/{payment.public_id}/refunds", {"amount_minor": 1000}, key="part-1")
+    assert response.status_code == 409, response.content
+    error = error_of(response)
+    assert error["code"] == "payment_not_settled"
+    assert error["message"] == (
+        "Braintree refunds a transaction only after it settles; refund the whole amount to void it, "
+        "or retry after settlement."
+    )
+    assert unsettled.calls == ["find_transaction"]
+    assert not Refund.objects.exists() and AuditEvent.objects.count() == audit_count
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_refunded_minor) == ("succeeded", 0)
+    assert _stand_in_status(unsettled, payment.gateway_payment_id) == "submitted_for_settlement"
+    assert unsettled.app.braintree.transactions[payment.gateway_payment_id].refund_ids == []
+
+    # The key was released: once the sale settles, the same request is a refund.
+    unsettled.app.braintree.settle_now(payment.gateway_payment_id)
+    retried = merchant.post(f"/api/payments/{payment.public_id}/refunds", {"amount_minor": 1000}, key="part-1")
+    assert retried.status_code == 201, retried.content
+    assert (retried.json()["method"], retried.json()["amount_minor"]) == ("refund", 1000)
+
+
+def test_a_refund_after_settlement_is_a_refund(merchant, unsettled):
+    payment = _braintree_sale(merchant)
+    unsettled.app.braintree.settle_now(payment.gateway_payment_id)
+    response = merchant.post(f"/api/payments/{payment.public_id}/refunds", {})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["method"], body["status"], body["amount_minor"]) == ("refund", "pending", 4200)
+    assert unsettled.calls == ["find_transaction", "create_refund"]
+    refund = Refund.objects.get(public_id=body["id"])
+    sale = unsettled.app.braintree.transactions[payment.gateway_payment_id]
+    assert sale.status == "settled" and sale.refund_ids == [refund.gateway_refund_id]
+    payment.refresh_from_db()
+    assert payment.status == "succeeded" and not actions("payment.voided")
+
+
+def test_a_void_refused_because_the_sale_settled_meanwhile_becomes_a_refund(merchant, unsettled, monkeypatch):
+    from payments.gateways import braintree as adapter
+
+    payment = _braintree_sale(merchant)
+    find = adapter.find_transaction
+
+    def find_then_settle(transaction_id: str) -> Any:
+        found = find(transaction_id)
+        unsettled.app.braintree.settle_now(transaction_id)  # settles between our check and our void
+        return found
+
+    monkeypatch.setattr(adapter, "find_transaction", find_then_settle)
+    response = merchant.post(f"/api/payments/{payment.public_id}/refunds", {})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["method"], body["status"], body["amount_minor"]) == ("refund", "pending", 4200)
+    assert unsettled.calls == ["find_transaction", "void_transaction", "create_refund"]
+    refund = Refund.objects.get(public_id=body["id"])
+    assert refund.gateway_refund_id in unsettled.app.braintree.transactions[payment.gateway_payment_id].refund_ids
+    assert [(e.details["from"], e.details["to"]) for e in actions("refund.method_changed")] == [("void", "refund")]
+    payment.refresh_from_db()
+    assert payment.status == "succeeded"
+    assert _stand_in_status(unsettled, payment.gateway_payment_id) == "settled"
+
+
+def test_a_void_is_not_undone_by_later_notifications(merchant, unsettled, client):
+    from payments.inbox import webhook_process
+    from payments.ledger import ledger_unbalanced_currencies
+    from payments.models import WebhookEvent
+    from sandbox.braintree_notifications import braintree_notification_xml
+
+    from .deliveries import braintree_signed_xml, deliver_braintree
+
+    payment = _braintree_sale(merchant, 3100)
+    assert merchant.post(f"/api/payments/{payment.public_id}/refunds", {}).json()["method"] == "void"
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    notifications = [("transaction_settlement_declined", "settlement_declined"), ("transaction_settled", "settled")]
+    for kind, status in notifications:
+        subject = transaction_xml(
+            transaction_id=payment.gateway_payment_id,
+            amount="31.00",
+            status=status,
+            order_id=payment.public_id,
+            created_at=payment.created_at,
+        )
+        xml = braintree_notification_xml(kind, subject, timestamp=later)
+        assert deliver_braintree(client, braintree_signed_xml(xml)).status_code == 200
+    for event_id in WebhookEvent.objects.order_by("pk").values_list("pk", flat=True):
+        webhook_process(event_id=event_id)
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_refunded_minor) == ("canceled", 3100)
+    assert Refund.objects.get().status == "succeeded"
+    assert _ledger(payment) == {"gateway_clearing": 0, "customer_funds": 0}
+    assert ledger_unbalanced_currencies() == {}
+
+
+@pytest.mark.parametrize("void_first", [False, True])
+def test_a_void_and_a_capture_converge_in_either_order(db, void_first):
+    at = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    captured = PaymentFacts(
+        gateway="braintree",
+        gateway_payment_id="bt_either",
+        currency="USD",
+        occurred_at=at,
+        amount_minor=500,
+        status=PaymentStatus.SUCCEEDED,
+        amount_captured_minor=500,
+    )
+    voided = PaymentFacts(
+        gateway="braintree",
+        gateway_payment_id="bt_either",
+        currency="USD",
+        occurred_at=at + timedelta(seconds=5),
+        status=PaymentStatus.CANCELED,
+    )
+    for facts in [voided, captured, voided] if void_first else [captured, voided, captured]:
+        with transaction.atomic():
+            payment_apply_facts(facts=facts)
+    payment = Payment.objects.get(gateway_payment_id="bt_either")
+    assert payment.status == "canceled"
+    assert all(total == 0 for total in _ledger(payment).values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_full_refunds_before_settlement_void_once(stand_in_server):
+    stand_in_server.app.configure({"lifecycle_delay_ms": 600_000})
+    merchant = Merchant("voider")
+    payment = _braintree_sale(merchant)
+
+    def refund(index: int):
+        response = Client().post(
+            f"/api/payments/{payment.public_id}/refunds",
+            json.dumps({}),
+            content_type="application/json",
+            **merchant.headers(f"void-{index}"),
+        )
+        return response.status_code, response.json()
+
+    results = _run_concurrently(2, refund)
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 409], results
+    assert Refund.objects.filter(status="succeeded").count() == 1
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_refunded_minor) == ("canceled", 4200)

@@ -228,3 +228,36 @@ def test_wrong_keys_are_an_authentication_error(sandbox, credentials):
     )
     with pytest.raises(braintree.exceptions.AuthenticationError):
         gateway.transaction.find("anything")
+
+
+def test_void_only_before_settlement_and_refund_only_after(braintree_gateway, sandbox, receiver):
+    from sandbox.braintree_api import BraintreeControlError
+
+    sandbox.app.configure({"lifecycle_delay_ms": 600_000})  # settlement only when the test says
+    sale = _sale(braintree_gateway, "25.00").transaction
+    assert braintree_gateway.transaction.find(sale.id).status == "submitted_for_settlement"
+    early = braintree_gateway.transaction.refund(sale.id)
+    assert not early.is_success and early.errors.deep_errors[0].code == "91506"
+
+    voided = braintree_gateway.transaction.void(sale.id)
+    assert voided.is_success and voided.transaction.status == "voided"
+    assert voided.transaction.amount == Decimal("25.00")
+    found = braintree_gateway.transaction.find(sale.id)
+    assert found.status == "voided" and [entry.status for entry in found.status_history][-1] == "voided"
+    # A voided sale never settles, cannot be refunded or voided again.
+    with pytest.raises(BraintreeControlError):
+        sandbox.app.braintree.settle_now(sale.id)
+    assert braintree_gateway.transaction.refund(sale.id).errors.deep_errors[0].code == "91506"
+    assert braintree_gateway.transaction.void(sale.id).errors.deep_errors[0].code == "91504"
+
+    other = _sale(braintree_gateway, "30.00").transaction
+    sandbox.app.braintree.settle_now(other.id)
+    assert braintree_gateway.transaction.find(other.id).status == "settled"
+    settled = wait_for(lambda: _notifications(receiver, braintree_gateway, "transaction_settled"), what="settlement")
+    assert [notification.transaction.id for notification in settled] == [other.id]
+    late = braintree_gateway.transaction.void(other.id)
+    assert not late.is_success and late.errors.deep_errors[0].code == "91504"
+    refund = braintree_gateway.transaction.refund(other.id)
+    assert refund.is_success and refund.transaction.refunded_transaction_id == other.id
+    with pytest.raises(braintree.exceptions.NotFoundError):
+        braintree_gateway.transaction.void("nosuchid")
