@@ -125,6 +125,8 @@ def main() -> None:
         f"{sum(bool(r) for r in results)} with a hit"
     )
 
+    if arguments.baseline_queries < 1:
+        return
     baseline = BaselineScreener(entities)
     timings = []
     for query in mixed[: arguments.baseline_queries]:

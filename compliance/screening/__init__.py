@@ -31,7 +31,9 @@ from .scoring import (
     country_factor,
     dob_factor_parsed,
     kind_cap,
+    name_script,
     normalise_identifier,
+    same_script_factor,
     type_factor,
 )
 from .weights import TokenWeights
@@ -194,7 +196,9 @@ class Screener:
 
         similarity = self.index.similarity_function(normalised)
         query_weights = [self.index.weights(token) for token in normalised.tokens]
-        best: dict[int, tuple[float, IndexedName, NameComparison, float, str]] = {}
+        # Names written in a syllabic script are also compared in it (scoring.same_script_factor).
+        query_script = name_script(query.name)
+        best: dict[int, tuple[float, IndexedName, NameComparison, float, str, Factor | None]] = {}
         for name_id in candidate_names:
             indexed = self.index.names[name_id]
             entity = self.index.entities[indexed.entity]
@@ -208,10 +212,15 @@ class Screener:
                 query_weights=query_weights,
                 list_weights=indexed.weights,
             )
-            capped, cap_note = kind_cap(indexed.kind, comparison.score)
+            name_score = comparison.score
+            script = same_script_factor(query.name, indexed.name, query_script)
+            if script is not None and script.value < name_score:
+                script = Factor(script.value - name_score, script.note)
+                name_score += script.value
+            capped, cap_note = kind_cap(indexed.kind, name_score)
             current = best.get(indexed.entity)
             if current is None or capped > current[0]:
-                best[indexed.entity] = (capped, indexed, comparison, capped - comparison.score, cap_note)
+                best[indexed.entity] = (capped, indexed, comparison, capped - name_score, cap_note, script)
 
         identifier_hits = self._identifier_hits(query)
         for entity_number in identifier_hits:
@@ -219,10 +228,10 @@ class Screener:
                 entity = self.index.entities[entity_number]
                 indexed = next(name for name in self.index.names if name.entity == entity_number)
                 comparison = compare_names(normalised, indexed.normalised, self.index.weights, similarity)
-                best[entity_number] = (comparison.score, indexed, comparison, 0.0, "")
+                best[entity_number] = (comparison.score, indexed, comparison, 0.0, "", None)
 
         matches = []
-        for entity_number, (name_score, indexed, comparison, cap, cap_note) in best.items():
+        for entity_number, (name_score, indexed, comparison, cap, cap_note, script) in best.items():
             entity = self.index.entities[entity_number]
             limit_score = self._threshold(entity, threshold, table)
             hit = entity_number in identifier_hits
@@ -235,7 +244,7 @@ class Screener:
                 similarity,
                 organisation=entity.entity_type != EntityType.INDIVIDUAL,
             )
-            match = self._match(query, entity_number, indexed, comparison, name_score, cap, cap_note, hit)
+            match = self._match(query, entity_number, indexed, comparison, name_score, cap, cap_note, hit, script)
             if match.score >= limit_score:
                 matches.append(match)
         matches.sort(key=lambda match: (-match.score, match.source, match.key))
@@ -259,6 +268,7 @@ class Screener:
         cap: float,
         cap_note: str,
         identifier_hit: bool,
+        script: Factor | None = None,
     ) -> ScreeningMatch:
         entity = self.index.entities[entity_number]
         dob, country, kind = _entity_factors(query, self.index, entity_number)
@@ -270,6 +280,7 @@ class Screener:
             score = 1.0
         factors = {
             "name": round(comparison.score, 4),
+            "same_script": round(script.value if script is not None and script.value < 0 else 0.0, 4),
             "alias_cap": round(cap, 4),
             "date_of_birth": dob.value,
             "country": country.value,
@@ -296,7 +307,18 @@ class Screener:
             "list_coverage": round(comparison.list_coverage, 4),
             "conflict_penalty": round(-comparison.conflict, 4),
             "factors": factors,
-            "notes": [note for note in (cap_note, dob.note, country.note, kind.note, identifier.note) if note],
+            "notes": [
+                note
+                for note in (
+                    script.note if script else "",
+                    cap_note,
+                    dob.note,
+                    country.note,
+                    kind.note,
+                    identifier.note,
+                )
+                if note
+            ],
             "score": round(score, 4),
         }
         explanation["summary"] = _summary(query, indexed, comparison, factors, score)
@@ -363,11 +385,16 @@ _default_weights: TokenWeights | None = None
 
 
 def compare(name1: str, name2: str, *, entity_type: str | None = None) -> NameComparison:
-    """Name score of two names on their own (no list), with the reference token weights."""
+    """Name score of two names on their own (no list), with the reference token weights; two names in
+    the same syllabic script are also compared character by character (``same_script_factor``)."""
     global _default_weights
     if _default_weights is None:
         _default_weights = TokenWeights()
     first: NormalisedName = normalise(name1)
     second: NormalisedName = normalise(name2)
     organisation = entity_type is not None and entity_type != EntityType.INDIVIDUAL
-    return compare_names(first, second, _default_weights, cached_similarity, organisation=organisation)
+    comparison = compare_names(first, second, _default_weights, cached_similarity, organisation=organisation)
+    script = same_script_factor(name1, name2)
+    if script is not None and script.value < comparison.score:
+        comparison.score = script.value
+    return comparison

@@ -14,6 +14,10 @@ token weights (rare tokens weigh more):
 A token left over on one side only (a middle name the customer did not give) costs coverage; tokens
 left over on both sides contradict each other ("Barack" against "Michelle") and cost more.
 
+Two names both written in Han/kana or both in Hangul are also compared in that script, each
+character a name part (``same_script_factor``), which caps the name score: transliteration merges
+characters that name different people ("高石早苗" and "高市早苗").
+
 Secondary attributes add or subtract a few points (``FACTORS``); an identical identifier decides.
 Every number that went into a score is kept in the match's ``explanation``.
 """
@@ -24,6 +28,8 @@ import csv
 import datetime
 import io
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -500,6 +506,50 @@ def kind_cap(kind: str, name_score: float) -> tuple[float, str]:
     if kind == NameKind.FORMER_NAME:
         return name_score * FORMER_NAME_FACTOR, "former name: slightly lower"
     return name_score, ""
+
+
+# Scripts in which every character is a syllable of the name (Han, kana, Hangul). Their
+# transliteration merges different characters ("高石" and "高市" are both "gaoshi", "종" and "정"
+# differ by a vowel anyascii keeps but a name score shrugs off), so two names written in one of
+# these scripts are also compared character by character, each character a name part.
+SYLLABIC_SCRIPTS = frozenset({"han", "hangul"})
+
+
+def _char_script(char: str) -> str:
+    name = unicodedata.name(char, "")
+    if name.startswith(("CJK ", "HIRAGANA", "KATAKANA")):
+        return "han"  # Japanese writes one name in kanji and kana
+    if name.startswith("HANGUL"):
+        return "hangul"
+    return name.split(" ", 1)[0].lower()
+
+
+@lru_cache(maxsize=65536)
+def name_script(name: str) -> str:
+    """The one script of a name's letters ("latin", "cyrillic", "han", "hangul"...), or "" when it
+    has none or mixes scripts."""
+    scripts = {_char_script(char) for char in unicodedata.normalize("NFKC", name) if char.isalpha()}
+    return scripts.pop() if len(scripts) == 1 else ""
+
+
+def _syllables(name: str) -> Counter[str]:
+    return Counter(char for char in unicodedata.normalize("NFKC", name) if char.isalpha())
+
+
+def same_script_factor(query_name: str, listed_name: str, query_script: str | None = None) -> Factor | None:
+    """Both names in the same syllabic script: their character-by-character score (the name-score
+    formula, each character a name part of equal weight), which caps the transliterated name score.
+    None when the rule does not apply (either name Latin, the scripts differ, or an alphabet)."""
+    script = name_script(query_name) if query_script is None else query_script
+    if script not in SYLLABIC_SCRIPTS or name_script(listed_name) != script:
+        return None
+    query, listed = _syllables(query_name), _syllables(listed_name)
+    q_total, l_total = sum(query.values()), sum(listed.values())
+    common = sum((query & listed).values())
+    q_share, l_share = common / q_total, common / l_total
+    score = max(0.0, (q_share + l_share) / 2 - CONFLICT * min(1 - q_share, 1 - l_share))
+    note = f"same-script comparison ({script}): {common} of {q_total} query / {l_total} list characters in common"
+    return Factor(score, note if score >= 1.0 else f"{note}: name score at most {score:.2f}")
 
 
 @dataclass(slots=True)

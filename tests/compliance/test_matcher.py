@@ -266,7 +266,15 @@ def test_explanation_says_how_the_score_was_made(screener):
     }
     assert all(0 < pair["weight"] <= 1 and pair["similarity"] == 1.0 for pair in explanation["alignment"])
     assert explanation["unmatched_list_tokens"] == ["vladimirovich"]
-    assert set(explanation["factors"]) == {"name", "alias_cap", "date_of_birth", "country", "entity_type", "identifier"}
+    assert set(explanation["factors"]) == {
+        "name",
+        "same_script",
+        "alias_cap",
+        "date_of_birth",
+        "country",
+        "entity_type",
+        "identifier",
+    }
     assert explanation["factors"]["date_of_birth"] == 0.1 and explanation["factors"]["country"] > 0
     assert "PUTIN, Vladimir Vladimirovich" in explanation["summary"] and "date of birth" in explanation["summary"]
     assert explanation["score"] == match.score
@@ -361,3 +369,59 @@ def test_pruning_never_drops_a_name_that_would_score(screener, monkeypatch):
     monkeypatch.setattr(NameIndex, "candidates", unpruned)
     full = [keys(screener.search(query, threshold=0.3, limit=100)) for query in queries]
     assert pruned == full
+
+
+SCRIPT_ENTITIES = [
+    *FILLER,
+    person("takaichi", "高市早苗", "TAKAICHI, Sanae"),
+    person("kju", "김정은", "KIM Jong Un"),
+    person("putin_cyr", "Владимир Путин"),
+]
+
+
+@pytest.fixture(scope="module")
+def script_screener():
+    return Screener.build(SCRIPT_ENTITIES)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("高石早苗", "高市早苗"), ("习近朋", "习近平"), ("김종은", "김정은"), ("이재형", "이재명")]
+)
+def test_a_one_character_difference_in_a_syllabic_script_is_not_a_match(first, second):
+    # Transliterated, both sides are the same ("gaoshi zaomiao"); in their own script one name part differs.
+    assert compare(first, second).score < DEFAULT
+
+
+def test_a_one_character_difference_in_a_syllabic_script_is_not_a_hit(script_screener):
+    assert "takaichi" not in keys(script_screener.search(ScreeningQuery(name="高石早苗")))
+    assert "kju" not in keys(script_screener.search(ScreeningQuery(name="김종은")))
+
+
+def test_identical_names_in_the_same_script_still_match(script_screener):
+    assert compare("高市早苗", "高市早苗").score == pytest.approx(1.0)
+    matches = script_screener.search(ScreeningQuery(name="高市早苗"))
+    assert keys(matches)[0] == "takaichi"
+    assert matches[0].score == pytest.approx(1.0)
+    same = "same-script comparison (han): 4 of 4 query / 4 list characters in common"
+    assert same in matches[0].explanation["notes"]
+    assert matches[0].explanation["factors"]["same_script"] == 0.0
+
+
+def test_a_same_script_difference_is_explained(script_screener):
+    matches = script_screener.search(ScreeningQuery(name="高石早苗"), threshold=0.0)
+    takaichi = next(match for match in matches if match.key == "takaichi" and match.matched_name == "高市早苗")
+    assert takaichi.explanation["factors"]["same_script"] < 0
+    different = "same-script comparison (han): 3 of 4 query / 4 list characters in common: name score at most 0.40"
+    assert different in takaichi.explanation["notes"]
+
+
+def test_latin_against_another_script_and_alphabets_are_unaffected(script_screener):
+    # Either side Latin, or the scripts differ: no same-script comparison.
+    assert keys(script_screener.search(ScreeningQuery(name="Kim Jong Un")))[0] == "kju"
+    matches = script_screener.search(ScreeningQuery(name="Takaichi Sanae"))
+    assert keys(matches)[0] == "takaichi"
+    assert not any("same-script" in note for note in matches[0].explanation["notes"])
+    assert compare("Gao Shi Zao Miao", "高市早苗").score >= DEFAULT
+    # Alphabets keep letter-for-letter differences when transliterated: a one-letter slip still matches.
+    assert compare("Владимир Пулин", "Владимир Путин").score >= DEFAULT
+    assert keys(script_screener.search(ScreeningQuery(name="Владимир Путин")))[0] == "putin_cyr"
