@@ -10,15 +10,13 @@ This module imports nothing from Django models, so the settings can validate the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import hashlib
 import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .crypto import KEY_BYTES, KEY_ID_PATTERN, KeyringError
+from .crypto import parse_key_list
 
 SETTING = "AUDIT_ANCHOR_KEYS"
 
@@ -40,27 +38,7 @@ class AnchorKeyring:
 
     @classmethod
     def parse(cls, specification: str) -> AnchorKeyring:
-        entries = [entry.strip() for entry in specification.split(",") if entry.strip()]
-        if not entries:
-            raise KeyringError(f"{SETTING} is empty: generate a key with `manage.py generate_audit_anchor_key`.")
-        keys: dict[str, bytes] = {}
-        for position, entry in enumerate(entries, start=1):
-            key_id, separator, encoded = entry.partition(":")
-            if not separator or not KEY_ID_PATTERN.match(key_id):
-                # Name the entry by position: echoing it could put key material in a log.
-                raise KeyringError(
-                    f"{SETTING} entry {position} must look like <key id>:<base64 key>, "
-                    "the key id made of letters, digits, '.', '_' or '-'."
-                )
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                raise KeyringError(f"{SETTING} key {key_id!r} is not valid base64.") from None
-            if len(key) != KEY_BYTES:
-                raise KeyringError(f"{SETTING} key {key_id!r} must be 32 bytes; it is {len(key)}.")
-            if key_id in keys:
-                raise KeyringError(f"{SETTING} lists key id {key_id!r} twice.")
-            keys[key_id] = key
+        keys = parse_key_list(specification, setting=SETTING, command="generate_audit_anchor_key")
         return cls(keys=keys, current_key_id=next(iter(keys)))
 
     def sign(self, message: bytes) -> tuple[str, str]:

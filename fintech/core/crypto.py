@@ -42,6 +42,35 @@ class DecryptionError(Exception):
     """A stored value cannot be decrypted: unknown key, tampered or misplaced ciphertext."""
 
 
+def parse_key_list(specification: str, *, setting: str, command: str) -> dict[str, bytes]:
+    """``<key id>:<base64 32-byte key>,...`` as an ordered dict (the first is current).
+
+    ``setting`` names the variable in errors; ``command`` is the management command that makes a key.
+    """
+    entries = [entry.strip() for entry in specification.split(",") if entry.strip()]
+    if not entries:
+        raise KeyringError(f"{setting} is empty: generate a key with `manage.py {command}`.")
+    keys: dict[str, bytes] = {}
+    for position, entry in enumerate(entries, start=1):
+        key_id, separator, encoded = entry.partition(":")
+        if not separator or not KEY_ID_PATTERN.match(key_id):
+            # Name the entry by position: echoing it could put key material in a log.
+            raise KeyringError(
+                f"{setting} entry {position} must look like <key id>:<base64 key>, "
+                "the key id made of letters, digits, '.', '_' or '-'."
+            )
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise KeyringError(f"{setting} key {key_id!r} is not valid base64.") from None
+        if len(key) != KEY_BYTES:
+            raise KeyringError(f"{setting} key {key_id!r} must be 32 bytes; it is {len(key)}.")
+        if key_id in keys:
+            raise KeyringError(f"{setting} lists key id {key_id!r} twice.")
+        keys[key_id] = key
+    return keys
+
+
 @dataclass(frozen=True)
 class Keyring:
     keys: dict[str, bytes]
@@ -49,29 +78,7 @@ class Keyring:
 
     @classmethod
     def parse(cls, specification: str) -> Keyring:
-        entries = [entry.strip() for entry in specification.split(",") if entry.strip()]
-        if not entries:
-            raise KeyringError(
-                "FIELD_ENCRYPTION_KEYS is empty: generate a key with `manage.py generate_encryption_key`."
-            )
-        keys: dict[str, bytes] = {}
-        for position, entry in enumerate(entries, start=1):
-            key_id, separator, encoded = entry.partition(":")
-            if not separator or not KEY_ID_PATTERN.match(key_id):
-                # Name the entry by position: echoing it could put key material in a log.
-                raise KeyringError(
-                    f"FIELD_ENCRYPTION_KEYS entry {position} must look like <key id>:<base64 key>, "
-                    "the key id made of letters, digits, '.', '_' or '-'."
-                )
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                raise KeyringError(f"FIELD_ENCRYPTION_KEYS key {key_id!r} is not valid base64.") from None
-            if len(key) != KEY_BYTES:
-                raise KeyringError(f"FIELD_ENCRYPTION_KEYS key {key_id!r} must be 32 bytes; it is {len(key)}.")
-            if key_id in keys:
-                raise KeyringError(f"FIELD_ENCRYPTION_KEYS lists key id {key_id!r} twice.")
-            keys[key_id] = key
+        keys = parse_key_list(specification, setting="FIELD_ENCRYPTION_KEYS", command="generate_encryption_key")
         return cls(keys=keys, current_key_id=next(iter(keys)))
 
     def encrypt(self, plaintext: bytes, *, associated_data: str) -> bytes:
