@@ -795,33 +795,22 @@ class BraintreeSandbox:
             return _ok(dispute.xml())
 
     def accept_dispute(self, dispute_id: str) -> tuple[int, str]:
-        with self.lock:
-            dispute = self.disputes.get(dispute_id)
-            if dispute is None:
-                raise BraintreeNotFound(dispute_id)
-            if dispute.status != "open":
-                return 422, _error_response(
-                    "95701",
-                    "status",
-                    "Disputes can only be accepted when they are in an Open state",
-                    scope=("dispute",),
-                )
-        self.update_dispute(dispute_id, "accepted")
-        return 200, ""
+        return self._close_open_dispute(dispute_id, "accepted", code="95701", verb="accepted")
 
     def finalize_dispute(self, dispute_id: str) -> tuple[int, str]:
+        return self._close_open_dispute(dispute_id, "disputed", code="95703", verb="finalized")
+
+    def _close_open_dispute(self, dispute_id: str, status: str, *, code: str, verb: str) -> tuple[int, str]:
+        """Accept or finalize: only an open dispute, else Braintree's validation error ``code``."""
         with self.lock:
             dispute = self.disputes.get(dispute_id)
             if dispute is None:
                 raise BraintreeNotFound(dispute_id)
             if dispute.status != "open":
                 return 422, _error_response(
-                    "95703",
-                    "status",
-                    "Disputes can only be finalized when they are in an Open state",
-                    scope=("dispute",),
+                    code, "status", f"Disputes can only be {verb} when they are in an Open state", scope=("dispute",)
                 )
-        self.update_dispute(dispute_id, "disputed")
+        self.update_dispute(dispute_id, status)
         return 200, ""
 
     # ------------------------------------------------------------------ disbursements

@@ -173,6 +173,16 @@ def process_concurrently(event_ids: list[int], workers: int) -> None:
         list(pool.map(work, event_ids))
 
 
+def process_in_order(reference: str, kinds) -> None:
+    """The reference run: each event once, in gateway order, processed one by one."""
+    for event in build_stream(reference, kinds):
+        assert post(event) == 200
+    for event_id in (
+        WebhookEvent.objects.filter(event_id__contains=reference).order_by("pk").values_list("pk", flat=True)
+    ):
+        webhook_process(event_id=event_id)
+
+
 @pytest.mark.django_db(transaction=True)
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -187,13 +197,7 @@ def test_shuffled_duplicated_concurrent_streams_converge(kinds, seed, duplicate_
     run = next(_run)
     reference, shuffled = f"r{run}t{seed % 10000}", f"s{run}t{seed % 10000}"
 
-    # Reference: each event once, in gateway order, processed one by one.
-    for event in build_stream(reference, kinds):
-        assert post(event) == 200
-    for event_id in (
-        WebhookEvent.objects.filter(event_id__contains=reference).order_by("pk").values_list("pk", flat=True)
-    ):
-        webhook_process(event_id=event_id)
+    process_in_order(reference, kinds)
 
     # Under test: shuffled, with duplicates, delivered and processed by concurrent threads; every
     # delivery is also processed twice (a redelivered task).

@@ -28,7 +28,7 @@ from payments.ledger import Line, ledger_post, ledger_unbalanced_currencies
 from payments.models import JournalEntry, LedgerAccount, Payment, Posting, WebhookEvent
 
 from .deliveries import charge, deliver_stripe, intent, stripe_event
-from .test_convergence import SCENARIOS, build_stream, post, snapshot
+from .test_convergence import SCENARIOS, build_stream, post, process_in_order, snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 _run = itertools.count()
@@ -177,12 +177,7 @@ def test_an_event_whose_rows_another_worker_holds_stays_received_for_the_next_ba
 def test_concurrent_drains_of_shuffled_duplicated_streams_converge(kinds, seed, drains, batch):
     run = next(_run)
     reference, shuffled = f"dr{run}t{seed % 10000}", f"ds{run}t{seed % 10000}"
-    for event in build_stream(reference, kinds):
-        assert post(event) == 200
-    for event_id in (
-        WebhookEvent.objects.filter(event_id__contains=reference).order_by("pk").values_list("pk", flat=True)
-    ):
-        webhook_process(event_id=event_id)
+    process_in_order(reference, kinds)
 
     rng = random.Random(seed)  # noqa: S311 - a reproducible shuffle, not a secret
     stream = build_stream(shuffled, kinds)
