@@ -28,11 +28,13 @@ import multiprocessing
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,6 +44,7 @@ import psycopg
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = str(BASE_DIR / ".venv" / "bin" / "python")
 SECRET = "whsec_" + secrets.token_hex(24)
+WRK = shutil.which("wrk") or ""
 
 
 def free_port() -> int:
@@ -154,6 +157,80 @@ def client_process(port: int, payloads: list[tuple[bytes, str]], threads: int, r
     results.put((latencies, statuses))
 
 
+# wrk's script: each wrk thread sends its share of the pre-signed deliveries in order, one per
+# request, wrapping around (duplicates) if the duration outlasts them; done() prints the figures.
+WRK_SCRIPT = r"""
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+function init(args)
+  reqs = {}
+  local n = 0
+  for line in io.lines(args[1]) do
+    if n % tonumber(args[2]) == id then
+      local signature, body = line:match("^([^\t]*)\t(.*)$")
+      reqs[#reqs + 1] = wrk.format("POST", "/webhooks/stripe/",
+        {["Content-Type"] = "application/json", ["Stripe-Signature"] = signature}, body)
+    end
+    n = n + 1
+  end
+  i = 0
+end
+function request()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK %d %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    e.status + e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_ingest(port: int, payloads: list[tuple[bytes, str]], args: argparse.Namespace) -> dict:
+    """Send the deliveries with wrk (C, event loop: little of the two cores goes to the client)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        data, script = Path(workdir) / "deliveries.tsv", Path(workdir) / "deliveries.lua"
+        data.write_text("".join(f"{signature}\t{body.decode()}\n" for body, signature in payloads))
+        script.write_text(WRK_SCRIPT)
+        output = subprocess.run(  # noqa: S603
+            [
+                WRK,
+                "-t",
+                str(args.wrk_threads),
+                "-c",
+                str(args.connections),
+                "-d",
+                f"{args.duration}s",
+                "--timeout",
+                "5s",
+                "-s",
+                str(script),
+                f"http://127.0.0.1:{port}",
+                "--",
+                str(data),
+                str(args.wrk_threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("WRK "))
+    requests, duration_us, p50, p95, p99, errors = (int(value) for value in line.split()[1:])
+    return {
+        "requests": requests,
+        "elapsed": duration_us / 1e6,
+        "p50": p50 / 1e6,
+        "p95": p95 / 1e6,
+        "p99": p99 / 1e6,
+        "errors": errors,
+    }
+
+
 def wait_for(port: int, timeout: float = 30) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -168,6 +245,43 @@ def wait_for(port: int, timeout: float = 30) -> None:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def python_ingest(port: int, payloads: list[tuple[bytes, str]], args: argparse.Namespace, queue) -> dict:
+    """Send the deliveries from Python client processes (no extra tool; the client costs more CPU)."""
+    shares = [payloads[i :: args.clients] for i in range(args.clients)]
+    started = time.perf_counter()
+    clients = [
+        multiprocessing.Process(target=client_process, args=(port, share, args.threads, queue)) for share in shares
+    ]
+    for client in clients:
+        client.start()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    for _ in clients:
+        chunk, chunk_statuses = queue.get()
+        latencies.extend(chunk)
+        for key, value in chunk_statuses.items():
+            statuses[key] = statuses.get(key, 0) + value
+    for client in clients:
+        client.join()
+    return {
+        "requests": len(payloads),
+        "elapsed": time.perf_counter() - started,
+        "p50": statistics.median(latencies),
+        "p95": percentile(latencies, 0.95),
+        "p99": percentile(latencies, 0.99),
+        "errors": len(payloads) - statuses.get(200, 0),
+    }
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds of a local PostgreSQL backend (from /proc); -inf when it is not on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("-inf")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def in_process(env: dict[str, str], events: list[dict]) -> None:
@@ -205,9 +319,14 @@ def in_process(env: dict[str, str], events: list[dict]) -> None:
         counting_started = time.perf_counter()
         counted = webhook_drain(max_events=min(stored, 1000))
         counting_elapsed = time.perf_counter() - counting_started
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    server_cpu_started = backend_cpu(backend)
     started, cpu_started = time.perf_counter(), time.process_time()
     applied = webhook_drain()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    server_cpu = backend_cpu(backend) - server_cpu_started
     with connection.cursor() as cursor:
         cursor.execute("SELECT status, count(*) FROM payments_webhookevent GROUP BY status ORDER BY status")
         statuses = dict(cursor.fetchall())
@@ -221,15 +340,22 @@ def in_process(env: dict[str, str], events: list[dict]) -> None:
         f"{elapsed / applied * 1000:.2f} ms/event ({cpu / applied * 1000:.2f} ms of it CPU in this process); "
         f"statuses {statuses}"
     )
+    if server_cpu >= 0:
+        print(f"  PostgreSQL backend CPU: {server_cpu / applied * 1000:.2f} ms/event")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deliveries", type=int, default=20000)
-    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if WRK else "python")
+    parser.add_argument("--duration", type=int, default=10, help="wrk: seconds of sending")
+    parser.add_argument("--connections", type=int, default=16, help="wrk: keep-alive connections")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=2, help="python client: processes")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--worker-processes", type=int, default=2, help="processes of the Celery worker (1: solo pool)")
     parser.add_argument("--in-process", action="store_true", help="store directly and drain in this process")
     args = parser.parse_args()
 
@@ -255,6 +381,7 @@ def main() -> None:
         "STRIPE_API_KEY": "sk_test_bench",
         "SECURE_SSL_REDIRECT": "false",
         "LOG_LEVEL": "WARNING",
+        "WEBHOOK_DRAIN_PARALLEL": str(args.worker_processes),
     }
     manage = [PYTHON, str(BASE_DIR / "manage.py")]
     subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], env=env, check=True, cwd=BASE_DIR)  # noqa: S603
@@ -307,39 +434,34 @@ def main() -> None:
         client_process(port, warm, 4, queue)
         queue.get()
 
-        shares = [payloads[i :: args.clients] for i in range(args.clients)]
-        started = time.perf_counter()
-        clients = [
-            multiprocessing.Process(target=client_process, args=(port, share, args.threads, queue)) for share in shares
-        ]
-        for client in clients:
-            client.start()
-        latencies: list[float] = []
-        statuses: dict[int, int] = {}
-        for _ in clients:
-            chunk, chunk_statuses = queue.get()
-            latencies.extend(chunk)
-            for key, value in chunk_statuses.items():
-                statuses[key] = statuses.get(key, 0) + value
-        for client in clients:
-            client.join()
-        elapsed = time.perf_counter() - started
+        if args.client == "wrk":
+            measured = wrk_ingest(port, payloads, args)
+        else:
+            measured = python_ingest(port, payloads, args, queue)
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(30)
 
     with psycopg.connect(f"{server}/{database}") as db:
         stored = db.execute("SELECT count(*) FROM payments_webhookevent WHERE event_type <> 'ping'").fetchone()[0]
+    elapsed = measured["elapsed"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    if args.client == "wrk":
+        client = f"wrk, {args.wrk_threads} thread(s), {args.connections} connections, {args.duration} s"
+    else:
+        client = f"{args.clients}x{args.threads} Python client threads"
+    print(f"ingestion: gunicorn {args.web_workers} workers x {args.web_threads} threads; client: {client}")
     print(
-        f"ingestion: {len(payloads)} deliveries ({len(payloads) - stored} duplicates) by {args.clients}x{args.threads} "
-        f"client threads, gunicorn {args.web_workers} workers x {args.web_threads} threads"
+        f"  {measured['requests']} deliveries answered, {measured['errors']} not 2xx or failed; "
+        f"{stored} new events stored"
     )
-    print(f"  statuses {statuses}; stored {stored} events")
     print(
-        f"  {len(payloads) / elapsed:,.0f} deliveries/s; latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
-        f"p95 {percentile(latencies, 0.95) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
+        f"  {measured['requests'] / elapsed:,.0f} deliveries/s ({stored / elapsed:,.0f} new events stored/s); "
+        f"latency p50 {measured['p50'] * 1000:.1f} ms, p95 {measured['p95'] * 1000:.1f} ms, "
+        f"p99 {measured['p99'] * 1000:.1f} ms"
     )
+    if args.client == "wrk" and measured["requests"] > len(payloads):
+        print(f"  (the {len(payloads)} deliveries ran out and were sent again: raise --deliveries)")
 
     # Processing: one worker process drains the queue the endpoint filled.
     worker = subprocess.Popen(  # noqa: S603
@@ -350,8 +472,9 @@ def main() -> None:
             "-A",
             "fintech",
             "worker",
-            "--pool",
-            "solo",
+            *(["--pool", "solo"] if args.worker_processes == 1 else ["--pool", "prefork"]),
+            "--concurrency",
+            str(args.worker_processes),
             "--loglevel",
             "WARNING",
             "--without-heartbeat",
@@ -386,8 +509,9 @@ def main() -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
+    pool = "solo pool" if args.worker_processes == 1 else f"{args.worker_processes} processes"
     print(
-        f"processing: one worker (solo pool) applied {count - first} events in {elapsed:.1f} s = "
+        f"processing: one worker ({pool}) applied {count - first} events in {elapsed:.1f} s = "
         f"{(count - first) / elapsed:,.0f} events/s; {failed} failed; {entries} journal entries; "
         f"ledger {'balanced' if not unbalanced else 'UNBALANCED'}"
     )

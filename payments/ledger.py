@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.db.models import Sum
@@ -56,6 +57,31 @@ WHERE (SELECT count(*) FROM resolved) = cardinality(%(kinds)s::varchar[])
 ORDER BY n
 """
 
+# The entry and its postings in one round trip: the postings take the id the entry's insert
+# returns, so a key posted before (no id returned) inserts no posting. The second column says
+# how many postings went in: none for a new entry means an account is missing.
+_INSERT_ENTRY_AND_POSTINGS = """
+WITH entry AS (
+    INSERT INTO payments_journalentry
+        (idempotency_key, description, occurred_at, created_at, payment_id, payout_id, webhook_event_id, reverses_id)
+    VALUES (%(key)s, %(description)s, %(occurred_at)s, now(), %(payment)s, %(payout)s, %(webhook_event)s, %(reverses)s)
+    ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+), line AS (
+    SELECT * FROM unnest(%(kinds)s::varchar[], %(amounts)s::bigint[]) WITH ORDINALITY AS l(kind, amount_minor, n)
+), resolved AS (
+    SELECT line.n, line.amount_minor, account.id AS account_id
+    FROM line JOIN payments_ledgeraccount account
+    ON account.kind = line.kind AND account.gateway = %(gateway)s AND account.currency = %(currency)s
+), posted AS (
+    INSERT INTO payments_posting (entry_id, account_id, currency, amount_minor)
+    SELECT entry.id, resolved.account_id, %(currency)s, resolved.amount_minor FROM entry, resolved
+    WHERE (SELECT count(*) FROM resolved) = cardinality(%(kinds)s::varchar[])
+    ORDER BY resolved.n
+    RETURNING 1
+)
+SELECT (SELECT id FROM entry), (SELECT count(*) FROM posted)
+"""
+
 
 def ledger_post(
     *,
@@ -72,48 +98,42 @@ def ledger_post(
 ) -> JournalEntry | None:
     """Post ``lines`` once under ``key``; None when the key was posted before. Call inside a transaction.
 
-    Two round trips: the entry (``ON CONFLICT DO NOTHING RETURNING id``), then all its postings
-    in one INSERT that finds their accounts (created the first time a kind, gateway and currency
-    is used).
+    One round trip (``_INSERT_ENTRY_AND_POSTINGS``); two more the first time a kind, gateway and
+    currency is used, to create the account and post.
     """
     lines = [line for line in lines if line.amount_minor]
     if not lines:
         return None
     if sum(line.amount_minor for line in lines) != 0:
         raise UnbalancedEntryError(f"entry {key} does not balance: {lines}")
+    postings: dict[str, Any] = {
+        "kinds": [str(line.kind) for line in lines],
+        "amounts": [line.amount_minor for line in lines],
+        "gateway": gateway,
+        "currency": currency,
+    }
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO payments_journalentry"
-            " (idempotency_key, description, occurred_at, created_at,"
-            " payment_id, payout_id, webhook_event_id, reverses_id)"
-            " VALUES (%s, %s, %s, now(), %s, %s, %s, %s)"
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            [
-                key,
-                description[:255],
-                occurred_at,
-                payment.pk if payment else None,
-                payout.pk if payout else None,
-                webhook_event.pk if webhook_event else None,
-                reverses.pk if reverses else None,
-            ],
+            _INSERT_ENTRY_AND_POSTINGS,
+            {
+                **postings,
+                "key": key,
+                "description": description[:255],
+                "occurred_at": occurred_at,
+                "payment": payment.pk if payment else None,
+                "payout": payout.pk if payout else None,
+                "webhook_event": webhook_event.pk if webhook_event else None,
+                "reverses": reverses.pk if reverses else None,
+            },
         )
-        row = cursor.fetchone()
-        if row is None:
+        entry_id, posted = cursor.fetchone()
+        if entry_id is None:
             return None
-        postings = {
-            "entry": row[0],
-            "kinds": [str(line.kind) for line in lines],
-            "amounts": [line.amount_minor for line in lines],
-            "gateway": gateway,
-            "currency": currency,
-        }
-        cursor.execute(_INSERT_POSTINGS, postings)
-        if cursor.rowcount == 0:
+        if posted == 0:
             # The first posting to one of these accounts: create them, then post.
             _create_accounts(gateway, currency, {line.kind for line in lines})
-            cursor.execute(_INSERT_POSTINGS, postings)
-    return JournalEntry(pk=row[0], idempotency_key=key)
+            cursor.execute(_INSERT_POSTINGS, {**postings, "entry": entry_id})
+    return JournalEntry(pk=entry_id, idempotency_key=key)
 
 
 def ledger_reverse(*, key: str, original_key: str, description: str, occurred_at: datetime) -> JournalEntry | None:

@@ -36,6 +36,7 @@ from .models import (
     RefundStatus,
     WebhookEvent,
 )
+from .payment_rows import payment_insert, payment_lock_by_gateway_id, payment_update
 from .states import DISPUTE_RULES, PAYMENT_RULES, PAYOUT_RULES, REFUND_RULES
 
 Kind = LedgerAccountKind
@@ -71,14 +72,9 @@ class PaymentFacts:
     fee_reference: str = ""
 
 
-# The most frequent query of webhook processing, written out: building it through the ORM (some
-# thirty columns) cost more CPU than PostgreSQL spends answering it.
-_LOCK_PAYMENT_BY_GATEWAY_ID = "SELECT * FROM payments_payment WHERE gateway = %s AND gateway_payment_id = %s FOR UPDATE"
-
-
 def _locked_payment(gateway: str, gateway_payment_id: str) -> Payment | None:
     """The payment with this gateway id, locked; None when there is none yet."""
-    return next(iter(Payment.objects.raw(_LOCK_PAYMENT_BY_GATEWAY_ID, [gateway, gateway_payment_id])), None)
+    return payment_lock_by_gateway_id(gateway, gateway_payment_id)
 
 
 def _payment_for_update(facts: PaymentFacts) -> Payment:
@@ -129,18 +125,12 @@ def _payment_row(gateway: str, gateway_payment_id: str, currency: str, amount_mi
 
 
 def _payment_insert_and_lock(gateway: str, gateway_payment_id: str, currency: str, amount_minor: int | None) -> Payment:
-    Payment.objects.bulk_create(
-        [
-            Payment(
-                gateway=gateway,
-                gateway_payment_id=gateway_payment_id,
-                currency=currency,
-                amount_minor=amount_minor or 0,
-            )
-        ],
-        ignore_conflicts=True,
+    """Insert the payment and return it (our insert holds its lock); lock the row another
+    transaction inserted first. One round trip when the insert wins."""
+    row = Payment(
+        gateway=gateway, gateway_payment_id=gateway_payment_id, currency=currency, amount_minor=amount_minor or 0
     )
-    payment = _locked_payment(gateway, gateway_payment_id)
+    payment = payment_insert(row) or _locked_payment(gateway, gateway_payment_id)
     if payment is None:
         raise Payment.DoesNotExist(f"payment {gateway} {gateway_payment_id} vanished after its insert")
     return payment
@@ -215,7 +205,7 @@ def payment_apply_facts(*, facts: PaymentFacts, event: WebhookEvent | None = Non
         changed.add("fee_minor")
     if changed:
         payment.updated_at = timezone.now()
-        payment.save(update_fields=[*changed, "updated_at"])
+        payment_update(payment, [*changed, "updated_at"])
     if payment.status != previous_status and payment.status in DUNNING_STATUSES:
         dunning.payment_status_changed(payment=payment, previous_status=previous_status)
     if event is not None and event.payment_id != payment.pk:

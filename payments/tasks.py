@@ -18,9 +18,12 @@ def process_webhook_event(event_id: int) -> None:
 
 
 @shared_task(name="payments.drain_webhooks", base=FintechTask, ignore_result=True)
-def drain_webhooks() -> None:
-    """Queued (coalesced) by the webhook endpoints: applies every received event."""
-    webhook_drain()
+def drain_webhooks(*, fan_out: bool = True) -> None:
+    """Queued (coalesced) by the webhook endpoints: applies every received event.
+
+    A backlog fans out to ``WEBHOOK_DRAIN_PARALLEL`` drains (the queued ones get ``fan_out=False``).
+    """
+    webhook_drain(fan_out=fan_out)
 
 
 @shared_task(name="payments.sweep_webhooks", base=FintechTask)

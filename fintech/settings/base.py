@@ -241,6 +241,9 @@ WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
 WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 WEBHOOK_STALE_SECONDS = env.int("WEBHOOK_STALE_SECONDS", default=120)
+# Drains that work through a webhook backlog side by side (one per worker process is the most
+# that helps; the run command's worker has WORKER_CONCURRENCY=2 processes).
+WEBHOOK_DRAIN_PARALLEL = env.int("WEBHOOK_DRAIN_PARALLEL", default=2)
 # Dunning: hours after the failure (then after each retry) at which a failed payment is retried.
 PAYMENTS_DUNNING_RETRY_HOURS = env.list("PAYMENTS_DUNNING_RETRY_HOURS", cast=int, default=[24, 72, 168])
 # Where the sandbox stand-in listens and where it delivers webhooks (development and demo only).

@@ -253,6 +253,17 @@ HANDLERS: dict[str, Callable[[WebhookEvent, dict[str, Any]], None]] = {
 }
 
 
+def partition_key(event: WebhookEvent) -> str:
+    """The PaymentIntent an event concerns (else its charge, else its object), from the payload alone."""
+    data = event.payload.get("data") if isinstance(event.payload, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return event.object_id
+    if obj.get("object") == "payment_intent":
+        return str(obj.get("id") or "")
+    return _id(obj.get("payment_intent")) or _id(obj.get("charge")) or str(obj.get("id") or "")
+
+
 def handle(event: WebhookEvent) -> bool:
     """Apply a Stripe event; False when its type is not one we act on (it is then marked ignored)."""
     handler = HANDLERS.get(event.event_type)
@@ -262,4 +273,4 @@ def handle(event: WebhookEvent) -> bool:
     return True
 
 
-__all__ = ["HANDLERS", "date", "handle"]
+__all__ = ["HANDLERS", "date", "handle", "partition_key"]

@@ -1,4 +1,7 @@
-"""The drain applies events in batches: one transaction, a savepoint per event, one outcome each.
+"""The drain applies events in batches: one transaction, one outcome each.
+
+A batch is applied first without savepoints; when anything fails, that attempt is rolled back and
+the batch applied again with a savepoint per event.
 
 What a single event's transaction guarantees must hold per event inside a batch: a failing event
 rolls back only itself and is recorded failed (attempts, error, next retry); an entry that only
@@ -15,6 +18,7 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -22,12 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import payments.handlers.stripe as stripe_handlers
-from payments import inbox
+from payments import handlers, inbox
 from payments.inbox import webhook_drain, webhook_process, webhook_process_batch
 from payments.ledger import Line, ledger_post, ledger_unbalanced_currencies
 from payments.models import JournalEntry, LedgerAccount, Payment, Posting, WebhookEvent
 
-from .deliveries import charge, deliver_stripe, intent, stripe_event
+from .deliveries import charge, deliver_stripe, dispute, intent, refund, stripe_event
 from .test_convergence import SCENARIOS, build_stream, post, process_in_order, snapshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -249,3 +253,110 @@ def test_a_batch_inside_a_callers_transaction_leaves_the_callers_settings_as_the
         # without waiting for the WAL flush.
         assert current() == before
     assert WebhookEvent.objects.get().status == "processed"
+
+
+screened_calls: list[dict] = []
+
+
+def record_screening(**kwargs) -> None:
+    screened_calls.append(kwargs)
+
+
+def test_a_batch_applied_again_event_by_event_runs_each_commit_callback_once(client, settings):
+    """The first attempt at a batch (no savepoints) is rolled back when an event fails: what it
+    registered for the commit (here the payer's screening) is dropped with it, and the second
+    attempt registers it once."""
+    settings.COUNTERPARTY_SCREENING_HOOK = f"{__name__}.record_screening"
+    screened_calls.clear()
+    billing = {"email": "ana@example.com", "name": "Ana Lima", "address": {"country": "br"}}
+    deliver_stripe(client, stripe_event("charge.succeeded", charge("pi_cb1", billing_details=billing)))
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_cb_bad", "succeeded", currency="xyz")))
+
+    assert webhook_process_batch(limit=10) == 2
+    payment = Payment.objects.get(gateway_payment_id="pi_cb1")
+    assert screened_calls == [
+        {"name": "Ana Lima", "country": "BR", "source_type": "payments.payment", "source_id": payment.pk}
+    ]
+    assert dict(WebhookEvent.objects.values_list("object_id", "status")) == {
+        "ch_cb1": "processed",
+        "pi_cb_bad": "failed",
+    }
+    assert JournalEntry.objects.filter(payment=payment).count() == 2  # capture and fee, once
+    screened_calls.clear()
+
+
+def test_an_event_whose_payment_another_drain_holds_is_left_for_a_later_batch(client):
+    deliver_stripe(client, stripe_event("charge.succeeded", charge("pi_part1")))
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_part2", "succeeded")))
+    first = WebhookEvent.objects.get(object_id="ch_part1")
+    assert handlers.partition_key(first) == "stripe:pi_part1"
+
+    other = psycopg.connect(
+        dbname=connection.settings_dict["NAME"],
+        host=connection.settings_dict["HOST"],
+        port=connection.settings_dict["PORT"] or 5432,
+        user=connection.settings_dict["USER"],
+    )
+    try:
+        # Another drain's transaction holds the partition of pi_part1.
+        other.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [inbox.DRAIN_LOCK_SPACE, "stripe:pi_part1"])
+        assert webhook_process_batch(limit=10) == 1
+        held = WebhookEvent.objects.get(pk=first.pk)
+        assert (held.status, held.attempts, held.last_error) == ("received", 0, "")
+        assert not Payment.objects.filter(gateway_payment_id="pi_part1").exists()
+        assert Payment.objects.get(gateway_payment_id="pi_part2").status == "succeeded"
+    finally:
+        other.rollback()
+        other.close()
+    assert webhook_drain() == 1
+    assert Payment.objects.get(gateway_payment_id="pi_part1").status == "succeeded"
+
+
+def test_partition_keys_name_the_payment_an_event_concerns(client):
+    deliveries = [
+        stripe_event("payment_intent.created", intent("pi_key", "requires_payment_method")),
+        stripe_event("charge.succeeded", charge("pi_key")),
+        stripe_event("charge.refund.updated", refund("pi_key", "re_key", 500)),
+        stripe_event("charge.dispute.created", dispute("pi_key", "dp_key", "needs_response")),
+        stripe_event("charge.succeeded", {**charge("pi_x"), "id": "ch_alone", "payment_intent": None}),
+        stripe_event("payout.paid", {"id": "po_key", "object": "payout", "amount": 100, "currency": "usd"}),
+    ]
+    for event in deliveries:
+        deliver_stripe(client, event)
+    keys = {event.object_id: handlers.partition_key(event) for event in WebhookEvent.objects.all()}
+    assert keys == {
+        "pi_key": "stripe:pi_key",
+        "ch_key": "stripe:pi_key",
+        "re_key": "stripe:pi_key",
+        "dp_key": "stripe:pi_key",
+        "ch_alone": "stripe:ch_alone",
+        "po_key": "stripe:po_key",
+    }
+    odd = WebhookEvent(provider="stripe", object_id="obj_odd", payload={"data": ["not", "an", "object"]})
+    assert handlers.partition_key(odd) == "stripe:obj_odd"
+    assert handlers.partition_key(WebhookEvent(provider="braintree", object_id="txn1", payload={})) == "braintree:txn1"
+
+
+def test_a_backlog_fans_out_to_parallel_drains_and_only_the_first_drain_does(client, monkeypatch, settings):
+    from payments.tasks import drain_webhooks
+
+    settings.WEBHOOK_DRAIN_PARALLEL = 3
+    monkeypatch.setattr(inbox, "DRAIN_BATCH", 3)
+    sent: list[dict] = []
+    monkeypatch.setattr(drain_webhooks, "apply_async", lambda args=(), kwargs=None, **options: sent.append(kwargs))
+    for n in range(4):
+        deliver_stripe(client, stripe_event("payment_intent.created", intent(f"pi_fan{n}", "requires_payment_method")))
+    sent.clear()
+
+    assert webhook_drain(fan_out=True) == 4  # a full first batch: a backlog
+    assert sent == [{"fan_out": False}, {"fan_out": False}]
+
+    sent.clear()
+    for n in range(4, 8):
+        deliver_stripe(client, stripe_event("payment_intent.created", intent(f"pi_fan{n}", "requires_payment_method")))
+    sent.clear()
+    assert webhook_drain(fan_out=False) == 4  # a queued sibling never fans out
+    deliver_stripe(client, stripe_event("payment_intent.created", intent("pi_fan8", "requires_payment_method")))
+    sent.clear()
+    assert webhook_drain(fan_out=True) == 1  # no backlog
+    assert sent == []
