@@ -29,6 +29,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from fintech.core.audit import audit_record
+from fintech.core.prepared import prepared_cursor
 from fintech.core.queue import enqueue_on_commit
 
 from . import handlers
@@ -208,7 +209,7 @@ def _claim_partitions(events: list[WebhookEvent]) -> list[WebhookEvent]:
     holds stays received for a later batch; the final state does not depend on the order.
     """
     keys = {event.pk: handlers.partition_key(event) for event in events}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_TRY_LOCK_KEYS, [sorted(set(keys.values())), DRAIN_LOCK_SPACE])
         held_elsewhere = {row[0] for row in cursor.fetchall()}
     return [event for event in events if keys[event.pk] not in held_elsewhere]
@@ -235,7 +236,7 @@ def _apply_all(events: list[WebhookEvent]) -> list[WebhookEvent]:
 
 def _save_outcomes(events: list[WebhookEvent]) -> None:
     """The outcomes (``OUTCOME_FIELDS``) of a batch of events, in one UPDATE."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             "UPDATE payments_webhookevent event SET status = outcome.status, attempts = outcome.attempts,"
             " last_error = outcome.last_error, next_retry_at = outcome.next_retry_at,"

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
 from django.db.models import Sum
+
+from fintech.core.prepared import prepared_cursor
 
 from .models import JournalEntry, LedgerAccount, LedgerAccountKind, Payment, Payout, Posting, WebhookEvent
 
@@ -112,7 +113,7 @@ def ledger_post(
         "gateway": gateway,
         "currency": currency,
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             _INSERT_ENTRY_AND_POSTINGS,
             {

@@ -17,6 +17,8 @@ from typing import Any
 from django.db import connection
 from django.db.models import Field
 
+from fintech.core.prepared import prepared_cursor
+
 from .models import Payment
 
 Converter = Callable[[Any, Any, Any], Any]
@@ -47,7 +49,7 @@ def _from_row(row: tuple[Any, ...]) -> Payment:
 def payment_lock_by_gateway_id(gateway: str, gateway_payment_id: str) -> Payment | None:
     """The payment with this gateway id, locked; None when there is none yet."""
     _, columns, _ = _layout()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT {columns} FROM {Payment._meta.db_table}"  # noqa: S608 (names from the model)
             " WHERE gateway = %s AND gateway_payment_id = %s FOR UPDATE",
@@ -63,7 +65,7 @@ def payment_insert(payment: Payment) -> Payment | None:
     fields, columns, _ = _layout()
     written = [field for field in fields if not field.primary_key]
     names = ", ".join(connection.ops.quote_name(field.column) for field in written)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Payment._meta.db_table} ({names}) VALUES ({', '.join(['%s'] * len(written))})"  # noqa: S608
             f" ON CONFLICT (gateway, gateway_payment_id) DO NOTHING RETURNING {columns}",
@@ -84,7 +86,7 @@ def payment_update(payment: Payment, names: Iterable[str]) -> None:
     """Write these fields of a locked, stored payment (like ``save(update_fields=...)``)."""
     fields = [_concrete_field(name) for name in sorted(set(names))]
     assignments = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in fields)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"UPDATE {Payment._meta.db_table} SET {assignments} WHERE id = %s",  # noqa: S608 (names from the model)
             [*(field.get_db_prep_save(field.pre_save(payment, add=False), connection) for field in fields), payment.pk],
