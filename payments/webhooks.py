@@ -28,7 +28,6 @@ import braintree
 import stripe
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -36,6 +35,7 @@ from django.views.decorators.http import require_POST
 
 from fintech.core.audit import SystemActor, audit_record
 from fintech.core.network import client_ip
+from fintech.core.prepared import prepared_cursor
 
 from .gateways.braintree import braintree_gateway
 from .inbox import webhook_drain_request
@@ -209,8 +209,10 @@ def _stored_headers(request: HttpRequest) -> dict[str, str]:
 
 
 def webhook_store(*, delivery: VerifiedDelivery, raw_body: str, headers: dict, source_ip: str | None) -> int | None:
-    """Insert the delivery once; its id when new, None when (provider, event_id) was stored before."""
-    with connection.cursor() as cursor:
+    """Insert the delivery once; its id when new, None when (provider, event_id) was stored before.
+
+    A prepared statement: it is the one statement of every delivery."""
+    with prepared_cursor() as cursor:
         cursor.execute(
             "INSERT INTO payments_webhookevent (provider, event_id, event_type, object_id, occurred_at,"
             " received_at, payload, raw_body, headers, source_ip, status, attempts, last_error)"
