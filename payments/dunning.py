@@ -45,6 +45,10 @@ def _notify(payment: Payment, kind: str, step: int) -> None:
 
 def payment_status_changed(*, payment: Payment, previous_status: str) -> None:
     """Called by the payment services inside their transaction, with the payment row locked."""
+    if payment.status != PaymentStatus.FAILED and payment.failed_at is None:
+        # A plan is only ever created when a payment fails, and a payment that failed has a
+        # failure time (payment_apply_facts): one that never failed has no plan to look for.
+        return
     plan = DunningPlan.objects.select_for_update().filter(payment=payment).first()
     if payment.status == PaymentStatus.FAILED and plan is None:
         schedule = retry_schedule()

@@ -190,6 +190,9 @@ def payment_apply_facts(*, facts: PaymentFacts, event: WebhookEvent | None = Non
         if facts.status == PaymentStatus.SUCCEEDED:
             payment.succeeded_at = facts.occurred_at
             changed.add("succeeded_at")
+        if facts.status == PaymentStatus.FAILED and payment.failed_at is None:
+            # Every payment that failed has a failure time, even without a code (dunning relies on it).
+            assign("failed_at", facts.occurred_at)
 
     if payment.status == PaymentStatus.SUCCEEDED and payment.amount_captured_minor == 0:
         # A success that does not state the captured amount captured the whole amount.
@@ -345,7 +348,7 @@ def _post_refund(payment: Payment, refund: Refund, occurred_at: datetime, event:
     if refunded != payment.amount_refunded_minor:
         payment.amount_refunded_minor = refunded
         payment.updated_at = timezone.now()
-        payment.save(update_fields=["amount_refunded_minor", "updated_at"])
+        payment_update(payment, ["amount_refunded_minor", "updated_at"])
 
 
 @dataclass

@@ -102,6 +102,28 @@ def test_a_later_success_recovers_the_plan(client):
     assert CustomerNotification.objects.filter(kind="payment_recovered").count() == 1
 
 
+def test_a_failure_without_a_code_has_a_failure_time_and_its_plan_is_still_recovered():
+    from payments.services import PaymentFacts, payment_apply_facts
+
+    failed_at = timezone.now() - timedelta(minutes=5)
+    facts = {"gateway": "stripe", "gateway_payment_id": "pi_dun_nocode", "currency": "USD", "amount_minor": 900}
+    payment_apply_facts(facts=PaymentFacts(**facts, occurred_at=failed_at, status="failed"))
+    payment = Payment.objects.get(gateway_payment_id="pi_dun_nocode")
+    assert (payment.status, payment.failure_code, payment.failed_at) == ("failed", "", failed_at)
+    assert DunningPlan.objects.get(payment=payment).status == "active"
+
+    payment_apply_facts(facts=PaymentFacts(**facts, occurred_at=timezone.now(), status="succeeded"))
+    assert DunningPlan.objects.get(payment=payment).status == "recovered"
+
+
+def test_a_payment_that_never_failed_gets_no_plan_on_success(client):
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_dun_ok", "succeeded")))
+    for event in WebhookEvent.objects.order_by("pk"):
+        webhook_process(event_id=event.pk)
+    assert Payment.objects.get(gateway_payment_id="pi_dun_ok").failed_at is None
+    assert not DunningPlan.objects.exists() and not CustomerNotification.objects.exists()
+
+
 def test_deliveries_queue_one_coalesced_drain_that_applies_them_all(client):
     from django.core.cache import cache
 
