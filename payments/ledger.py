@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import Sum
 
 from fintech.core.prepared import prepared_cursor
@@ -34,7 +35,23 @@ class UnbalancedEntryError(ValueError):
     pass
 
 
+# First key of the advisory lock under which a gateway's and currency's accounts are created
+# (the second is a hash of both).
+_ACCOUNTS_LOCK_SPACE = 0x6C656467
+
+
 def _create_accounts(gateway: str, currency: str, kinds: set[str]) -> None:
+    """Create the missing accounts, one transaction at a time per gateway and currency.
+
+    Without the lock, two transactions that each create some of them (a capture's clearing and
+    customer funds then its fee's fees, against a dispute's disputes, fees and clearing) wait on
+    each other's uncommitted inserts: a deadlock, which fails an event outside a drain. With it
+    the second waits for the first to commit, then inserts what is still missing.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_ACCOUNTS_LOCK_SPACE, f"{gateway}:{currency}"]
+        )
     LedgerAccount.objects.bulk_create(
         [LedgerAccount(kind=kind, gateway=gateway, currency=currency) for kind in sorted(kinds)],
         ignore_conflicts=True,

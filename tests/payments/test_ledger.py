@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -93,3 +96,54 @@ def test_a_correction_is_a_reversing_entry():
     for posting in Posting.objects.select_related("account"):
         totals[posting.account.kind] += posting.amount_minor
     assert set(totals.values()) == {0}
+
+
+def test_transactions_creating_a_currencys_accounts_in_different_orders_do_not_deadlock():
+    """The first postings in a gateway and currency create its accounts. A capture then its fee
+    (clearing and customer funds, then fees) and a dispute (disputes, fees, clearing), side by
+    side, create them in different orders: they take turns instead of deadlocking."""
+    capture_posted = threading.Event()
+    dispute_pid: list[int] = []
+    errors: list[BaseException] = []
+
+    def post_eur(key: str, lines: list[Line]) -> None:
+        ledger_post(key=key, description=key, occurred_at=timezone.now(), gateway="stripe", currency="EUR", lines=lines)
+
+    def capture_then_fee() -> None:
+        try:
+            with transaction.atomic():
+                post_eur("capture", [Line(K.GATEWAY_CLEARING, 100), Line(K.CUSTOMER_FUNDS, -100)])
+                capture_posted.set()
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:  # until the dispute waits for a lock
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", dispute_pid or [0])
+                        if cursor.fetchone():
+                            break
+                    time.sleep(0.02)
+                post_eur("fee", [Line(K.FEES, 3), Line(K.GATEWAY_CLEARING, -3)])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def dispute() -> None:
+        try:
+            connection.ensure_connection()
+            dispute_pid.append(connection.connection.info.backend_pid)
+            assert capture_posted.wait(10)
+            with transaction.atomic():
+                post_eur("dispute", [Line(K.DISPUTES, 50), Line(K.FEES, 10), Line(K.GATEWAY_CLEARING, -60)])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=dispute), threading.Thread(target=capture_then_fee)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert errors == []
+    assert set(JournalEntry.objects.values_list("idempotency_key", flat=True)) == {"capture", "fee", "dispute"}
+    assert LedgerAccount.objects.filter(gateway="stripe", currency="EUR").count() == 4
