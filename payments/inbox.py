@@ -25,11 +25,11 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from fintech.core.audit import audit_record
-from fintech.core.prepared import prepared_cursor
+from fintech.core.prepared import prepared_cursor, session_ended
 from fintech.core.queue import enqueue_on_commit
 
 from . import handlers
@@ -55,9 +55,6 @@ _LOCK_NOT_AVAILABLE = "55P03"
 # First key of the drains' advisory locks on partition keys (the second is the key's hash).
 DRAIN_LOCK_SPACE = 0x77686B31
 _TRY_LOCK_KEYS = "SELECT key FROM unnest(%s::text[]) AS key WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(key))"
-# SQLSTATEs of errors that end the session: connection exceptions (08xxx), the server shutting
-# down or terminating the backend (57P0x; not 57014, a cancelled statement).
-_SESSION_ENDED = ("08", "57P")
 
 _drain_flag_client: redis.Redis | None = None
 
@@ -141,21 +138,12 @@ def webhook_process_batch(*, limit: int = DRAIN_BATCH) -> int:
     try:
         return _process_batch(limit=limit, isolated=False)
     except _IsolationNeeded as exc:
-        if _connection_lost(exc.__cause__):
+        if session_ended(exc.__cause__):
             # The connection died under the attempt: nothing to isolate. The task fails and its
             # redelivery starts the batch again.
             raise exc.__cause__ or exc from None
         logger.info("webhook batch applied again event by event: %s", exc.__cause__)
         return _process_batch(limit=limit, isolated=True)
-
-
-def _connection_lost(error: BaseException | None) -> bool:
-    """The error ended the database session (connection exception, backend terminated by an operator)."""
-    if isinstance(error, InterfaceError):
-        return True
-    sqlstate = getattr(getattr(error, "__cause__", None), "sqlstate", None) or ""
-    raw = connection.connection
-    return sqlstate.startswith(_SESSION_ENDED) or raw is None or raw.closed or raw.broken
 
 
 class _IsolationNeeded(Exception):

@@ -28,6 +28,7 @@ import braintree
 import stripe
 from django.conf import settings
 from django.core.cache import cache
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -35,7 +36,7 @@ from django.views.decorators.http import require_POST
 
 from fintech.core.audit import SystemActor, audit_record
 from fintech.core.network import client_ip
-from fintech.core.prepared import prepared_cursor
+from fintech.core.prepared import prepared_cursor, session_ended
 
 from .gateways.braintree import braintree_gateway
 from .inbox import webhook_drain_request
@@ -208,31 +209,54 @@ def _stored_headers(request: HttpRequest) -> dict[str, str]:
     return headers
 
 
+_INSERT_DELIVERY = (
+    "INSERT INTO payments_webhookevent (provider, event_id, event_type, object_id, occurred_at,"
+    " received_at, payload, raw_body, headers, source_ip, status, attempts, last_error)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'received', 0, '')"
+    " ON CONFLICT (provider, event_id) DO NOTHING RETURNING id"
+)
+
+
 def webhook_store(*, delivery: VerifiedDelivery, raw_body: str, headers: dict, source_ip: str | None) -> int | None:
     """Insert the delivery once; its id when new, None when (provider, event_id) was stored before.
 
-    A prepared statement: it is the one statement of every delivery."""
+    The one statement of every delivery: prepared, and run without the health check Django would
+    make first. If the kept connection broke since the last request, the insert is made again on
+    a new one (it is idempotent); a delivery that was stored by the broken attempt is reported as
+    new, so its drain is still requested.
+    """
+    params = [
+        delivery.provider,
+        delivery.event_id,
+        delivery.event_type,
+        delivery.object_id,
+        delivery.occurred_at,
+        timezone.now(),
+        json.dumps(delivery.payload),
+        raw_body,
+        json.dumps(headers),
+        source_ip,
+    ]
+    try:
+        with prepared_cursor(health_check=False) as cursor:
+            cursor.execute(_INSERT_DELIVERY, params)
+            row = cursor.fetchone()
+        return row[0] if row else None
+    except (InterfaceError, OperationalError) as exc:
+        if connection.in_atomic_block or not session_ended(exc):
+            raise
+        logger.warning("database connection lost before storing a webhook; storing it on a new connection")
+    connection.close()
     with prepared_cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO payments_webhookevent (provider, event_id, event_type, object_id, occurred_at,"
-            " received_at, payload, raw_body, headers, source_ip, status, attempts, last_error)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'received', 0, '')"
-            " ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
-            [
-                delivery.provider,
-                delivery.event_id,
-                delivery.event_type,
-                delivery.object_id,
-                delivery.occurred_at,
-                timezone.now(),
-                json.dumps(delivery.payload),
-                raw_body,
-                json.dumps(headers),
-                source_ip,
-            ],
-        )
+        cursor.execute(_INSERT_DELIVERY, params)
         row = cursor.fetchone()
-    return row[0] if row else None
+        if row is None:
+            cursor.execute(
+                "SELECT id FROM payments_webhookevent WHERE provider = %s AND event_id = %s",
+                [delivery.provider, delivery.event_id],
+            )
+            row = cursor.fetchone()
+    return row[0]
 
 
 def _refuse(request: HttpRequest, provider: str, rejection: WebhookRejected) -> HttpResponse:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, connection
 from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
 
 
@@ -26,11 +26,17 @@ class _PreparedCursor(ServerBindingCursor):
         return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
 
 
-def prepared_cursor() -> Any:
-    """A cursor of the default connection whose statements are prepared (a plain one if disabled)."""
+def prepared_cursor(*, health_check: bool = True) -> Any:
+    """A cursor of the default connection whose statements are prepared (a plain one if disabled).
+
+    ``health_check=False`` skips the check (a ``SELECT 1`` round trip) Django makes before a
+    request's first statement with ``CONN_HEALTH_CHECKS``; the caller must then handle a kept
+    connection that broke meanwhile itself (``session_ended``).
+    """
     if not settings.DATABASE_PREPARED_STATEMENTS:
-        return connection.cursor()
-    connection.close_if_health_check_failed()
+        return connection.cursor()  # Django's cursor makes its health check as usual
+    if health_check:
+        connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
     if raw.prepare_threshold is None:
@@ -38,3 +44,17 @@ def prepared_cursor() -> Any:
         # only server-binding cursors such as this one ever prepare, and this one always does.
         raw.prepare_threshold = 0
     return connection._prepare_cursor(_PreparedCursor(raw))  # type: ignore[attr-defined]  # Django wraps it
+
+
+# SQLSTATEs of errors that end the session: connection exceptions (08xxx), the server shutting
+# down or terminating the backend (57P0x; not 57014, a cancelled statement).
+_SESSION_ENDED = ("08", "57P")
+
+
+def session_ended(error: BaseException | None) -> bool:
+    """The error ended the database session (connection lost, backend terminated by an operator)."""
+    if isinstance(error, InterfaceError):
+        return True
+    sqlstate = getattr(getattr(error, "__cause__", None), "sqlstate", None) or ""
+    raw = connection.connection
+    return sqlstate.startswith(_SESSION_ENDED) or raw is None or raw.closed or raw.broken

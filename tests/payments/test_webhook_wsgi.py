@@ -11,10 +11,12 @@ import io
 import json
 from urllib.parse import urlencode
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 
 from fintech.core.models import AuditEvent
 from fintech.wsgi import application, default_application, webhook_application
@@ -187,3 +189,35 @@ def test_the_drain_flag_client_reconnects_after_its_connection_is_dropped():
     assert post_stripe(stripe_event("payment_intent.created", intent("pi_drop2", "requires_payment_method")))[0] == 200
     assert cache.get(DRAIN_FLAG) == 1
     assert WebhookEvent.objects.count() == 2
+
+
+def test_a_delivery_on_a_connection_broken_since_the_last_request_is_stored(monkeypatch, caplog):
+    """The endpoint skips Django's per-request health check; a kept connection that broke
+    (database restart, idle timeout) is replaced and the delivery stored, not answered 500."""
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)  # connections are kept between requests
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_conn1", "pending")))[0] == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        broken_pid = cursor.fetchone()[0]
+    with psycopg.connect(**_admin_params()) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [broken_pid])
+
+    status, _, content = post_stripe(stripe_event("payment_intent.created", intent("pi_conn2", "pending")))
+    assert (status, json.loads(content)) == (200, {"received": True})
+    assert "connection lost before storing a webhook" in caplog.text
+    assert set(WebhookEvent.objects.values_list("object_id", flat=True)) == {"pi_conn1", "pi_conn2"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != broken_pid
+
+
+def _admin_params() -> dict:
+    settings_dict = connection.settings_dict
+    return {
+        "dbname": settings_dict["NAME"],
+        "host": settings_dict["HOST"],
+        "port": settings_dict["PORT"] or 5432,
+        "user": settings_dict["USER"],
+        "autocommit": True,
+    }
