@@ -21,6 +21,7 @@ from fintech import configure_settings_module
 # /webhooks/ that the URLconf may serve (the catch-all section page), keeps the full stack with
 # its session, authentication, MFA and CSP middleware.
 WEBHOOK_PATHS = frozenset({"/webhooks/stripe/", "/webhooks/braintree/"})
+WEBHOOK_URLCONF = "fintech.webhook_urls"
 # In the order of settings.MIDDLEWARE.
 WEBHOOK_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -56,6 +57,11 @@ class LeanWSGIHandler(WSGIHandler):
                 self._exception_middleware.append(instance.process_exception)
             handler = convert_exception_to_response(instance)
         self._middleware_chain = handler
+
+    def get_response(self, request: Any) -> Any:
+        # Resolve against the two gateway routes only (fintech.webhook_urls), not the whole URLconf.
+        request.urlconf = WEBHOOK_URLCONF
+        return super().get_response(request)
 
 
 configure_settings_module()

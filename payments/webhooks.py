@@ -66,6 +66,9 @@ class VerifiedDelivery:
     object_id: str
     occurred_at: datetime
     payload: dict[str, Any]
+    # The payload as JSON text when the gateway sent it so (the verified Stripe body), stored as
+    # it came instead of serialising the parsed object again.
+    payload_json: str = ""
 
 
 def _read_body(request: HttpRequest) -> bytes:
@@ -141,6 +144,7 @@ def verify_stripe(body: bytes, signature_header: str) -> VerifiedDelivery:
         object_id=str(subject.get("id") or "")[:255],
         occurred_at=datetime.fromtimestamp(event["created"], tz=UTC),
         payload=event,
+        payload_json=text,
     )
 
 
@@ -232,7 +236,7 @@ def webhook_store(*, delivery: VerifiedDelivery, raw_body: str, headers: dict, s
         delivery.object_id,
         delivery.occurred_at,
         timezone.now(),
-        json.dumps(delivery.payload),
+        delivery.payload_json or json.dumps(delivery.payload),
         raw_body,
         json.dumps(headers),
         source_ip,
