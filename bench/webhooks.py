@@ -1,16 +1,21 @@
 """Webhook ingestion and processing throughput, on a scratch database.
 
 1. Ingestion: gunicorn (production settings, gthread workers) serves POST /webhooks/stripe/;
-   client processes send pre-signed deliveries of a realistic mix (payment lifecycles, fees,
-   refunds, duplicates) over keep-alive connections and record each latency. Prints accepted
-   deliveries per second and p50/p95/p99 latency.
-2. Processing: one Celery worker (one process) runs the drain task the endpoint queued; prints
+   pre-signed deliveries of a realistic mix (payment lifecycles, fees, refunds, 5% duplicates)
+   arrive over keep-alive connections. The client is wrk (``apt-get install wrk``; C, an event
+   loop, so most of the two cores stay with the server) for ``--duration`` seconds, or, with
+   ``--client python`` or without wrk, Python client processes sending every delivery once.
+   Prints deliveries answered per second, new events stored per second and p50/p95/p99 latency.
+2. Processing: one Celery worker (``--worker-processes``, default 2 as in the run command; 1 is
+   the solo pool) runs the drain task the endpoint queued, fanning out over the backlog; prints
    events applied to payments and ledger per second.
 3. In-process (``--in-process``, instead of 1 and 2): the same deliveries stored directly, then
-   ``webhook_drain`` in this process; prints events per second and queries per event.
+   ``webhook_drain`` in this process; prints events per second, queries per event and the CPU
+   of this process and of its PostgreSQL backend per event.
 
-    .venv/bin/python bench/webhooks.py [--deliveries 20000] [--clients 2] [--threads 8] [--web-workers 2]
-    .venv/bin/python bench/webhooks.py --in-process [--deliveries 20000]
+    .venv/bin/python bench/webhooks.py [--deliveries 30000] [--duration 10] [--connections 16]
+        [--web-workers 2] [--web-threads 4] [--worker-processes 2] [--client wrk|python]
+    .venv/bin/python bench/webhooks.py --in-process [--deliveries 10000]
 
 Needs PostgreSQL and Redis (BENCH_DATABASE_SERVER, default postgres://postgres@127.0.0.1:5432;
 BENCH_REDIS_URL, default redis://127.0.0.1:6379/15, flushed first).

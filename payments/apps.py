@@ -20,6 +20,12 @@ class PaymentsConfig(AppConfig):
             "every_seconds": 60,
         },
         {
+            "name": "payments: resolve pending Braintree voids",
+            "task": "payments.resolve_pending_voids",
+            "description": "Looks again at Braintree voids whose answer was lost and records, retries or refunds them.",
+            "every_seconds": 300,
+        },
+        {
             "name": "payments: purge expired idempotency keys",
             "task": "payments.purge_idempotency_records",
             "description": "Deletes merchant API Idempotency-Keys older than API_IDEMPOTENCY_TTL_HOURS (03:15 UTC).",

@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet, Sum
 from django.http import HttpRequest
@@ -812,9 +813,14 @@ def _braintree_void(payment: Payment, refund: Refund) -> Refund:
             return _refund_refused(refund, error)
         voided = _voided_meanwhile(payment.gateway_payment_id)
         if voided is None:
-            # Braintree sends no notification for a void: the refund stays pending until staff
-            # (or a later check of the transaction) settle it.
+            # Braintree sends no notification for a void: the refund stays pending until the beat
+            # job payments.resolve_pending_voids looks at the sale again (checkout_void_resolve).
             _refund_unreachable(payment, refund, error)
+    return _void_recorded(payment, refund, voided)
+
+
+def _void_recorded(payment: Payment, refund: Refund, voided: Any) -> Refund:
+    """Braintree voided the sale: the payment is canceled (its capture reversed) and the refund succeeded."""
     occurred_at = _braintree_time(getattr(voided, "updated_at", None))
     with transaction.atomic(durable=True):
         payment_apply_facts(
@@ -850,6 +856,63 @@ def _braintree_void(payment: Payment, refund: Refund) -> Refund:
             },
         )
     return applied
+
+
+# A void left pending (its answer was lost) is looked at again once it is this old, so a void
+# whose answer is still on its way is not raced.
+PENDING_VOID_GRACE = timedelta(minutes=2)
+
+
+def checkout_pending_void_ids(limit: int = 100) -> list[int]:
+    """Voids still pending past ``PENDING_VOID_GRACE``: Braintree sends no notification for a void."""
+    return list(
+        Refund.objects.filter(
+            method=RefundMethod.VOID,
+            status=RefundStatus.PENDING,
+            created_at__lte=timezone.now() - PENDING_VOID_GRACE,
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def checkout_void_resolve(*, refund_id: int) -> Refund:
+    """Settle a void left pending, from the sale's status at Braintree now.
+
+    Voided (the void went through, its answer was lost): recorded as such. Still voidable (the
+    void never arrived): voided now. Settled meanwhile: the whole amount is refunded instead, as
+    the merchant asked. Any other status (the sale failed or was refunded elsewhere): the refund
+    fails with that status as its reason. Braintree unreachable: left pending for the next run.
+    One resolver at a time per refund; every outcome is audited as the API's are.
+    """
+    if not cache.add(f"payments:void-resolve:{refund_id}", 1, timeout=300):
+        return Refund.objects.get(pk=refund_id)
+    try:
+        refund = Refund.objects.select_related("payment", "requested_by").get(pk=refund_id)
+        if refund.status != RefundStatus.PENDING or refund.method != RefundMethod.VOID:
+            return refund
+        payment = refund.payment
+        try:
+            sale = braintree_adapter.find_transaction(payment.gateway_payment_id)
+        except GatewayError as error:
+            logger.info("pending void %s: braintree unreachable (%s); looked at again later", refund.public_id, error)
+            return refund
+        status = str(sale.status)
+        logger.info("pending void %s: the braintree sale is %s", refund.public_id, status)
+        try:
+            if status == "voided":
+                return _void_recorded(payment, refund, sale)
+            if status in braintree_adapter.VOIDABLE_STATUSES:
+                return _braintree_void(payment, refund)
+            if status in braintree_adapter.REFUNDABLE_STATUSES:
+                _refund_method_changed(refund, RefundMethod.REFUND)
+                return _refund_at_gateway(payment, refund)
+        except GatewayUnavailable:
+            refund.refresh_from_db()
+            return refund
+        return _refund_refused(refund, GatewayError(f"the Braintree sale is {status}", code=status))
+    finally:
+        cache.delete(f"payments:void-resolve:{refund_id}")
 
 
 def _voided_meanwhile(transaction_id: str) -> Any:

@@ -19,6 +19,7 @@ Two entry points share one per-event step (``_apply``):
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -52,6 +53,10 @@ DRAIN_BATCH = 50
 # opposite order never wait for PostgreSQL's deadlock detection, and the event is not a failure.
 DRAIN_LOCK_TIMEOUT_MS = 200
 _LOCK_NOT_AVAILABLE = "55P03"
+# A drain whose batch found only events of payments other drains are applying waits this long
+# for them, at most this many times in a row, instead of ending while the backlog lasts.
+DRAIN_PAUSE_SECONDS = 0.02
+DRAIN_PAUSES = 25
 # First key of the drains' advisory locks on partition keys (the second is the key's hash).
 DRAIN_LOCK_SPACE = 0x77686B31
 _TRY_LOCK_KEYS = "SELECT key FROM unnest(%s::text[]) AS key WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(key))"
@@ -95,7 +100,9 @@ def webhook_drain(*, max_events: int = 100_000, fan_out: bool = False) -> int:
     The queued flag is cleared before each look, so a delivery committed after the last look
     finds no flag and queues a drain of its own: nothing waits for the sweep. A batch in which
     every event waited on rows another worker holds ends the drain: when that worker is a drain,
-    its next look takes them once its own batch commits; otherwise the sweep does.
+    its next look takes them once its own batch commits; otherwise the sweep does. A batch whose
+    events all belong to payments other drains are applying (their partitions) pauses briefly
+    and looks again instead, so a drain does not end while the backlog lasts.
 
     With ``fan_out`` (the drain the endpoints queue), a first batch that came back full means a
     backlog: ``WEBHOOK_DRAIN_PARALLEL - 1`` more drains are queued to work through it side by
@@ -103,16 +110,24 @@ def webhook_drain(*, max_events: int = 100_000, fan_out: bool = False) -> int:
     """
     applied = 0
     first = True
+    pauses = 0
     while applied < max_events:
         cache.delete(DRAIN_FLAG)
         limit = min(DRAIN_BATCH, max_events - applied)
-        count = webhook_process_batch(limit=limit)
+        count, held_by_drains = _drain_batch(limit)
         if first and fan_out and count == limit == DRAIN_BATCH:
             _queue_parallel_drains(settings.WEBHOOK_DRAIN_PARALLEL - 1)
         first = False
-        if not count:
+        if count:
+            applied += count
+            pauses = 0
+            continue
+        if not held_by_drains or pauses >= DRAIN_PAUSES:
             break
-        applied += count
+        # Every event this batch took belongs to a payment another drain is applying right now:
+        # that drain commits within tens of milliseconds, then they are this drain's to take.
+        pauses += 1
+        time.sleep(DRAIN_PAUSE_SECONDS)
     return applied
 
 
@@ -135,6 +150,11 @@ def webhook_process_batch(*, limit: int = DRAIN_BATCH) -> int:
     rolled back, with the callbacks it registered for the commit, and the batch is applied again
     with one savepoint per event, which isolates the culprit.
     """
+    return _drain_batch(limit)[0]
+
+
+def _drain_batch(limit: int) -> tuple[int, int]:
+    """``webhook_process_batch``; also the number of events left because another drain holds their partition."""
     try:
         return _process_batch(limit=limit, isolated=False)
     except _IsolationNeeded as exc:
@@ -150,7 +170,7 @@ class _IsolationNeeded(Exception):
     """The optimistic attempt at a batch failed somewhere; it has been rolled back."""
 
 
-def _process_batch(*, limit: int, isolated: bool) -> int:
+def _process_batch(*, limit: int, isolated: bool) -> tuple[int, int]:
     # Called inside a caller's transaction, the batch is a savepoint: SET LOCAL would outlive it
     # (a savepoint's release keeps its settings) and give the caller's remaining statements the
     # drain's lock timeout and an asynchronous commit. The caller's values are put back then.
@@ -172,7 +192,8 @@ def _process_batch(*, limit: int, isolated: bool) -> int:
             .defer("raw_body", "headers")
             .order_by("pk")[:limit]
         )
-        events = _claim_partitions(events)
+        claimed = _claim_partitions(events)
+        held_by_drains, events = len(events) - len(claimed), claimed
         if isolated:
             decided = [event for event in events if _apply(event, defer_on_lock_timeout=True)]
         else:
@@ -185,7 +206,7 @@ def _process_batch(*, limit: int, isolated: bool) -> int:
                     "SELECT set_config('synchronous_commit', %s, true), set_config('lock_timeout', %s, true)",
                     list(previous),
                 )
-    return len(decided)
+    return len(decided), held_by_drains
 
 
 def _claim_partitions(events: list[WebhookEvent]) -> list[WebhookEvent]:

@@ -65,3 +65,14 @@ def purge_idempotency_records() -> int:
     from .checkout import idempotency_records_purge
 
     return idempotency_records_purge()
+
+
+@shared_task(name="payments.resolve_pending_voids", base=FintechTask)
+def resolve_pending_voids() -> int:
+    """Settles Braintree voids left pending because their answer was lost (no notification follows)."""
+    from .checkout import checkout_pending_void_ids, checkout_void_resolve
+
+    refund_ids = checkout_pending_void_ids()
+    for refund_id in refund_ids:
+        checkout_void_resolve(refund_id=refund_id)
+    return len(refund_ids)

@@ -1395,6 +1395,104 @@ def test_a_void_is_not_undone_by_later_notifications(merchant, unsettled, client
     assert ledger_unbalanced_currencies() == {}
 
 
+def _void_with_lost_answer(merchant: Merchant, unsettled: Any, monkeypatch: Any, *, reaches_gateway: bool) -> Refund:
+    """A full refund before settlement whose void answer is lost (the void reached Braintree or
+    not) and whose follow-up lookup fails too: 503, the refund left pending."""
+    from payments.checkout import PENDING_VOID_GRACE
+    from payments.gateways import GatewayError
+    from payments.gateways import braintree as adapter
+
+    payment = _braintree_sale(merchant)
+    void, find = adapter.void_transaction, adapter.find_transaction
+    lookups = iter([True, False])  # the refund's own status check works; the follow-up does not
+
+    def void_lost(transaction_id: str) -> Any:
+        if reaches_gateway:
+            void(transaction_id)
+        raise GatewayError("read timed out", retryable=True)
+
+    def find_once(transaction_id: str) -> Any:
+        if next(lookups, True):
+            return find(transaction_id)
+        raise GatewayError("read timed out", retryable=True)
+
+    monkeypatch.setattr(adapter, "void_transaction", void_lost)
+    monkeypatch.setattr(adapter, "find_transaction", find_once)
+    response = merchant.post(f"/api/payments/{payment.public_id}/refunds", {"reason": "duplicate"})
+    assert response.status_code == 503, response.content
+    monkeypatch.setattr(adapter, "void_transaction", void)
+    monkeypatch.setattr(adapter, "find_transaction", find)
+    refund = Refund.objects.get(payment=payment)
+    assert (refund.method, refund.status) == ("void", "pending")
+    # Looked at again once it is older than the grace period.
+    Refund.objects.filter(pk=refund.pk).update(created_at=datetime.now(UTC) - PENDING_VOID_GRACE - timedelta(seconds=1))
+    return refund
+
+
+def test_a_void_whose_answer_was_lost_is_recorded_by_the_beat_job(merchant, unsettled, monkeypatch):
+    from payments.ledger import ledger_unbalanced_currencies
+    from payments.tasks import resolve_pending_voids
+
+    refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=True)
+    payment = refund.payment
+    assert _stand_in_status(unsettled, payment.gateway_payment_id) == "voided"
+
+    assert resolve_pending_voids() == 1
+    refund.refresh_from_db()
+    payment.refresh_from_db()
+    assert (refund.method, refund.status, payment.status) == ("void", "succeeded", "canceled")
+    assert [event.details["refund_id"] for event in actions("payment.voided")] == [refund.public_id]
+    assert _ledger(payment) == {"gateway_clearing": 0, "customer_funds": 0}
+    assert ledger_unbalanced_currencies() == {}
+    assert resolve_pending_voids() == 0  # nothing left pending
+
+
+def test_a_void_that_never_reached_braintree_is_made_by_the_beat_job(merchant, unsettled, monkeypatch):
+    from payments.tasks import resolve_pending_voids
+
+    refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=False)
+    payment = refund.payment
+    assert _stand_in_status(unsettled, payment.gateway_payment_id) == "submitted_for_settlement"
+
+    assert resolve_pending_voids() == 1
+    refund.refresh_from_db()
+    payment.refresh_from_db()
+    assert (refund.status, payment.status) == ("succeeded", "canceled")
+    assert _stand_in_status(unsettled, payment.gateway_payment_id) == "voided"
+
+
+def test_a_sale_that_settled_before_the_beat_job_is_refunded_instead(merchant, unsettled, monkeypatch):
+    from payments.tasks import resolve_pending_voids
+
+    refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=False)
+    payment = refund.payment
+    unsettled.app.braintree.settle_now(payment.gateway_payment_id)
+
+    assert resolve_pending_voids() == 1
+    refund.refresh_from_db()
+    payment.refresh_from_db()
+    assert refund.method == "refund" and refund.gateway_refund_id
+    assert refund.gateway_refund_id in unsettled.app.braintree.transactions[payment.gateway_payment_id].refund_ids
+    assert payment.status == "succeeded"
+    assert [(e.details["from"], e.details["to"]) for e in actions("refund.method_changed")] == [("void", "refund")]
+
+
+def test_a_pending_void_stays_pending_while_braintree_is_unreachable(merchant, unsettled, monkeypatch):
+    from payments.gateways import GatewayError
+    from payments.gateways import braintree as adapter
+    from payments.tasks import resolve_pending_voids
+
+    refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=True)
+
+    def unreachable(transaction_id: str) -> Any:
+        raise GatewayError("connection refused", retryable=True)
+
+    monkeypatch.setattr(adapter, "find_transaction", unreachable)
+    assert resolve_pending_voids() == 1
+    refund.refresh_from_db()
+    assert refund.status == "pending" and not actions("payment.voided")
+
+
 @pytest.mark.parametrize("void_first", [False, True])
 def test_a_void_and_a_capture_converge_in_either_order(db, void_first):
     at = datetime(2026, 1, 1, 10, tzinfo=UTC)

@@ -356,3 +356,26 @@ def test_a_backlog_fans_out_to_parallel_drains_and_only_the_first_drain_does(cli
     sent.clear()
     assert webhook_drain(fan_out=True) == 1  # no backlog
     assert sent == []
+
+
+def test_a_drain_waits_for_partitions_another_drain_holds_instead_of_ending(client, monkeypatch):
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_wait1", "succeeded")))
+    other = psycopg.connect(
+        dbname=connection.settings_dict["NAME"],
+        host=connection.settings_dict["HOST"],
+        port=connection.settings_dict["PORT"] or 5432,
+        user=connection.settings_dict["USER"],
+    )
+    try:
+        other.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [inbox.DRAIN_LOCK_SPACE, "stripe:pi_wait1"])
+        # Held longer than the drain waits: it ends, the event still received.
+        monkeypatch.setattr(inbox, "DRAIN_PAUSES", 2)
+        assert webhook_drain() == 0
+        assert WebhookEvent.objects.get().status == "received"
+        # Released while the drain waits: it takes the event.
+        monkeypatch.setattr(inbox, "DRAIN_PAUSES", 200)
+        threading.Timer(0.3, other.rollback).start()
+        assert webhook_drain() == 1
+    finally:
+        other.close()
+    assert Payment.objects.get(gateway_payment_id="pi_wait1").status == "succeeded"
