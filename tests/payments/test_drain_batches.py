@@ -281,21 +281,26 @@ def test_a_batch_applied_again_event_by_event_runs_each_commit_callback_once(cli
     screened_calls.clear()
 
 
-def test_an_event_whose_payment_another_drain_holds_is_left_for_a_later_batch(client):
-    deliver_stripe(client, stripe_event("charge.succeeded", charge("pi_part1")))
-    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_part2", "succeeded")))
-    first = WebhookEvent.objects.get(object_id="ch_part1")
-    assert handlers.partition_key(first) == "stripe:pi_part1"
-
+def hold_partition(key: str) -> psycopg.Connection:
+    """A second session whose open transaction holds a drain partition lock on ``key``."""
     other = psycopg.connect(
         dbname=connection.settings_dict["NAME"],
         host=connection.settings_dict["HOST"],
         port=connection.settings_dict["PORT"] or 5432,
         user=connection.settings_dict["USER"],
     )
+    other.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [inbox.DRAIN_LOCK_SPACE, key])
+    return other
+
+
+def test_an_event_whose_payment_another_drain_holds_is_left_for_a_later_batch(client):
+    deliver_stripe(client, stripe_event("charge.succeeded", charge("pi_part1")))
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_part2", "succeeded")))
+    first = WebhookEvent.objects.get(object_id="ch_part1")
+    assert handlers.partition_key(first) == "stripe:pi_part1"
+
+    other = hold_partition("stripe:pi_part1")  # as another drain's transaction does
     try:
-        # Another drain's transaction holds the partition of pi_part1.
-        other.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [inbox.DRAIN_LOCK_SPACE, "stripe:pi_part1"])
         assert webhook_process_batch(limit=10) == 1
         held = WebhookEvent.objects.get(pk=first.pk)
         assert (held.status, held.attempts, held.last_error) == ("received", 0, "")
@@ -360,14 +365,8 @@ def test_a_backlog_fans_out_to_parallel_drains_and_only_the_first_drain_does(cli
 
 def test_a_drain_waits_for_partitions_another_drain_holds_instead_of_ending(client, monkeypatch):
     deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_wait1", "succeeded")))
-    other = psycopg.connect(
-        dbname=connection.settings_dict["NAME"],
-        host=connection.settings_dict["HOST"],
-        port=connection.settings_dict["PORT"] or 5432,
-        user=connection.settings_dict["USER"],
-    )
+    other = hold_partition("stripe:pi_wait1")
     try:
-        other.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [inbox.DRAIN_LOCK_SPACE, "stripe:pi_wait1"])
         # Held longer than the drain waits: it ends, the event still received.
         monkeypatch.setattr(inbox, "DRAIN_PAUSES", 2)
         assert webhook_drain() == 0
