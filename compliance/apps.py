@@ -21,6 +21,12 @@ class ComplianceConfig(AppConfig):
             "every_seconds_setting": "SCREENING_SWEEP_SECONDS",
         },
         {
+            "name": "compliance: screen counterparties missed by a hook",
+            "task": "compliance.screen_unscreened_counterparties",
+            "description": "Screens payers of the last 7 days' payments that no screening records (a lost hook).",
+            "every_seconds_setting": "SCREENING_SWEEP_SECONDS",
+        },
+        {
             "name": "compliance: resume stalled rescreens",
             "task": "compliance.resume_stalled_rescreens",
             "description": "Queues again every unfinished rescreen run that no worker holds (a lost task, a crash).",

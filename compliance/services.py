@@ -804,6 +804,45 @@ def customers_due_for_screening(*, limit: int) -> list[int]:
     return ids
 
 
+# A payment's payer is screened by the hook's task within seconds of the commit. The sweep looks
+# at payments last changed at least GRACE ago (not racing that task), created within WINDOW (the
+# payments index on created_at keeps the look cheap on a large table).
+COUNTERPARTY_SWEEP_GRACE = timedelta(minutes=5)
+COUNTERPARTY_SWEEP_WINDOW = timedelta(days=7)
+# The source_type under which payments name their payer (payments.services, the hook's caller).
+PAYMENT_SOURCE = "payments.payment"
+
+
+def counterparties_due_for_screening(*, limit: int) -> list[dict[str, str]]:
+    """Payers of recent payments that no counterparty screening records (a lost hook call), as
+    the arguments of ``counterparty_screen``."""
+    from django.db.models import CharField, Exists, OuterRef
+    from django.db.models.functions import Cast
+
+    from payments.models import Payment
+
+    now = timezone.now()
+    screened = ScreeningSubject.objects.filter(
+        kind=SubjectKind.COUNTERPARTY,
+        source_type=PAYMENT_SOURCE,
+        source_id=Cast(OuterRef("pk"), output_field=CharField()),
+        screened_at__isnull=False,
+    )
+    rows = (
+        Payment.objects.filter(
+            created_at__gte=now - COUNTERPARTY_SWEEP_WINDOW, updated_at__lte=now - COUNTERPARTY_SWEEP_GRACE
+        )
+        .exclude(payer_name="")
+        .filter(~Exists(screened))
+        .order_by("pk")
+        .values_list("pk", "payer_name", "payer_country")[:limit]
+    )
+    return [
+        {"name": name, "country": country, "source_type": PAYMENT_SOURCE, "source_id": str(pk)}
+        for pk, name, country in rows
+    ]
+
+
 # ------------------------------------------------------------------------------------- review
 
 

@@ -72,6 +72,17 @@ def screen_unscreened() -> int:
     return len(customer_ids)
 
 
+@shared_task(name="compliance.screen_unscreened_counterparties", base=FintechTask)
+def screen_unscreened_counterparties() -> int:
+    """Safety net for beat: screens payers of recent payments no screening records (a lost hook call)."""
+    from .services import counterparties_due_for_screening
+
+    due = counterparties_due_for_screening(limit=SCREENING_SWEEP_LIMIT)
+    for counterparty in due:
+        screen_counterparty.delay(**counterparty)
+    return len(due)
+
+
 # --------------------------------------------------------------------------- sanctions list tasks
 
 

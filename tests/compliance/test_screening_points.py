@@ -631,3 +631,40 @@ def test_a_full_rescreen_covers_counterparties_and_counts_as_their_screening(
     page = client.get("/compliance/rescreens/")
     assert page.status_code == 200
     assert b"1 / 1</td>" in page.content and b"3 / 3</td>" in page.content  # customers, counterparties
+
+
+def test_payers_missed_by_the_hook_are_found_and_screened_by_the_sweep(eager_celery):
+    from compliance.tasks import screen_unscreened_counterparties
+    from payments.models import Payment
+
+    load_version([company("200", "Banco Nacional de Cuba", countries=["CU"])])
+    long_ago = timezone.now() - services.COUNTERPARTY_SWEEP_GRACE - datetime.timedelta(minutes=1)
+
+    def payment(reference: str, payer: str, **times) -> Payment:
+        fields = {"created_at": long_ago, "updated_at": long_ago, **times}
+        return Payment.objects.create(
+            gateway="stripe", gateway_payment_id=reference, currency="USD", amount_minor=100, payer_name=payer, **fields
+        )
+
+    missed = payment("pi_sweep1", "Banco Nacional de Cuba", payer_country="CU")
+    screened = payment("pi_sweep2", "Grace Hopper")
+    services.counterparty_screen(
+        name="Grace Hopper", country="", source_type="payments.payment", source_id=screened.pk, actor=ACTOR
+    )
+    payment("pi_sweep3", "")  # no payer named
+    payment("pi_sweep4", "Ada Lovelace", updated_at=timezone.now())  # the hook's task may still be on its way
+    payment("pi_sweep5", "Alan Turing", created_at=timezone.now() - datetime.timedelta(days=8))  # before the window
+
+    assert services.counterparties_due_for_screening(limit=10) == [
+        {
+            "name": "Banco Nacional de Cuba",
+            "country": "CU",
+            "source_type": "payments.payment",
+            "source_id": str(missed.pk),
+        }
+    ]
+    assert screen_unscreened_counterparties() == 1
+    subject = ScreeningSubject.objects.get(kind="counterparty", source_id=str(missed.pk))
+    assert subject.screened_at is not None
+    assert Hit.objects.get(subject=subject).entry.key == "200"
+    assert services.counterparties_due_for_screening(limit=10) == []

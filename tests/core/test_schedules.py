@@ -16,7 +16,11 @@ PAYMENTS = [
     "payments: purge expired idempotency keys",
 ]
 SANCTIONS_REFRESH = "compliance: refresh sanctions lists"
-SCREENING_SWEEPS = ["compliance: screen customers missed by a hook", "compliance: resume stalled rescreens"]
+SCREENING_SWEEPS = [
+    "compliance: screen customers missed by a hook",
+    "compliance: screen counterparties missed by a hook",
+    "compliance: resume stalled rescreens",
+]
 ALL_STANDARD = [HEALTH_PING, AUDIT_CHAIN, *PAYMENTS, SANCTIONS_REFRESH, *SCREENING_SWEEPS]
 
 
@@ -48,6 +52,7 @@ def test_screening_sweeps_run_every_configured_interval(settings):
     tasks = {name: PeriodicTask.objects.get(name=name) for name in SCREENING_SWEEPS}
     assert [task.task for task in tasks.values()] == [
         "compliance.screen_unscreened",
+        "compliance.screen_unscreened_counterparties",
         "compliance.resume_stalled_rescreens",
     ]
     for task in tasks.values():
