@@ -191,7 +191,7 @@ def test_the_drain_flag_client_reconnects_after_its_connection_is_dropped():
     assert WebhookEvent.objects.count() == 2
 
 
-def test_a_delivery_on_a_connection_broken_since_the_last_request_is_stored(monkeypatch, caplog):
+def test_a_delivery_on_a_connection_broken_since_the_last_request_is_stored(monkeypatch):
     """The endpoint skips Django's per-request health check; a kept connection that broke
     (database restart, idle timeout) is replaced and the delivery stored, not answered 500."""
     connection.close()
@@ -204,8 +204,8 @@ def test_a_delivery_on_a_connection_broken_since_the_last_request_is_stored(monk
         admin.execute("SELECT pg_terminate_backend(%s)", [broken_pid])
 
     status, _, content = post_stripe(stripe_event("payment_intent.created", intent("pi_conn2", "pending")))
+    # Without the retry on a new connection this is a 500: nothing checks the kept connection first.
     assert (status, json.loads(content)) == (200, {"received": True})
-    assert "connection lost before storing a webhook" in caplog.text
     assert set(WebhookEvent.objects.values_list("object_id", flat=True)) == {"pi_conn1", "pi_conn2"}
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
