@@ -194,8 +194,12 @@ def test_the_drain_flag_client_reconnects_after_its_connection_is_dropped():
 def test_a_delivery_on_a_connection_broken_since_the_last_request_is_stored(monkeypatch):
     """The endpoint skips Django's per-request health check; a kept connection that broke
     (database restart, idle timeout) is replaced and the delivery stored, not answered 500."""
+    from payments import webhooks
+
     connection.close()
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)  # connections are kept between requests
+    warnings: list[str] = []
+    monkeypatch.setattr(webhooks.logger, "warning", lambda message, *args: warnings.append(message % args))
     assert post_stripe(stripe_event("payment_intent.created", intent("pi_conn1", "pending")))[0] == 200
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -206,6 +210,7 @@ def test_a_delivery_on_a_connection_broken_since_the_last_request_is_stored(monk
     status, _, content = post_stripe(stripe_event("payment_intent.created", intent("pi_conn2", "pending")))
     # Without the retry on a new connection this is a 500: nothing checks the kept connection first.
     assert (status, json.loads(content)) == (200, {"received": True})
+    assert warnings == ["database connection lost before storing a webhook; storing it on a new connection"]
     assert set(WebhookEvent.objects.values_list("object_id", flat=True)) == {"pi_conn1", "pi_conn2"}
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
