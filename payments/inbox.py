@@ -111,18 +111,24 @@ def webhook_drain(*, max_events: int = 100_000, fan_out: bool = False) -> int:
     applied = 0
     first = True
     pauses = 0
+    isolated = False
     while applied < max_events:
         cache.delete(DRAIN_FLAG)
         limit = min(DRAIN_BATCH, max_events - applied)
-        count, held_by_drains = _drain_batch(limit)
+        outcome = _drain_batch(limit, isolated=isolated)
+        count = outcome.decided
         if first and fan_out and count == limit == DRAIN_BATCH:
             _queue_parallel_drains(settings.WEBHOOK_DRAIN_PARALLEL - 1)
         first = False
+        # An event that waited on a row lock stays the oldest received one: the next batch takes
+        # it again, so that batch goes straight to one savepoint per event instead of timing out
+        # once without and once with.
+        isolated = outcome.waited_on_rows > 0
         if count:
             applied += count
             pauses = 0
             continue
-        if not held_by_drains or pauses >= DRAIN_PAUSES:
+        if not outcome.held_by_drains or pauses >= DRAIN_PAUSES:
             break
         # Every event this batch took belongs to a payment another drain is applying right now:
         # that drain commits within tens of milliseconds, then they are this drain's to take.
@@ -150,11 +156,19 @@ def webhook_process_batch(*, limit: int = DRAIN_BATCH) -> int:
     rolled back, with the callbacks it registered for the commit, and the batch is applied again
     with one savepoint per event, which isolates the culprit.
     """
-    return _drain_batch(limit)[0]
+    return _drain_batch(limit).decided
 
 
-def _drain_batch(limit: int) -> tuple[int, int]:
-    """``webhook_process_batch``; also the number of events left because another drain holds their partition."""
+@dataclass(frozen=True)
+class _BatchOutcome:
+    decided: int  # events given an outcome
+    held_by_drains: int  # left received: another drain holds their partition
+    waited_on_rows: int  # left received: a row they need stayed locked past the lock timeout
+
+
+def _drain_batch(limit: int, *, isolated: bool = False) -> _BatchOutcome:
+    if isolated:
+        return _process_batch(limit=limit, isolated=True)
     try:
         return _process_batch(limit=limit, isolated=False)
     except _IsolationNeeded as exc:
@@ -170,7 +184,7 @@ class _IsolationNeeded(Exception):
     """The optimistic attempt at a batch failed somewhere; it has been rolled back."""
 
 
-def _process_batch(*, limit: int, isolated: bool) -> tuple[int, int]:
+def _process_batch(*, limit: int, isolated: bool) -> _BatchOutcome:
     # Called inside a caller's transaction, the batch is a savepoint: SET LOCAL would outlive it
     # (a savepoint's release keeps its settings) and give the caller's remaining statements the
     # drain's lock timeout and an asynchronous commit. The caller's values are put back then.
@@ -206,7 +220,7 @@ def _process_batch(*, limit: int, isolated: bool) -> tuple[int, int]:
                     "SELECT set_config('synchronous_commit', %s, true), set_config('lock_timeout', %s, true)",
                     list(previous),
                 )
-    return len(decided), held_by_drains
+    return _BatchOutcome(len(decided), held_by_drains, len(events) - len(decided))
 
 
 def _claim_partitions(events: list[WebhookEvent]) -> list[WebhookEvent]:

@@ -378,3 +378,44 @@ def test_a_drain_waits_for_partitions_another_drain_holds_instead_of_ending(clie
     finally:
         other.close()
     assert Payment.objects.get(gateway_payment_id="pi_wait1").status == "succeeded"
+
+
+def test_after_an_event_waited_on_a_row_the_next_batch_goes_straight_to_savepoints(client, monkeypatch):
+    """The waiting event stays the oldest and comes back in the next batch: that batch is not
+    attempted without savepoints first (which would wait on the same row twice)."""
+    monkeypatch.setattr(inbox, "DRAIN_LOCK_TIMEOUT_MS", 50)
+    monkeypatch.setattr(inbox, "DRAIN_BATCH", 2)
+    deliver_stripe(client, stripe_event("payment_intent.created", intent("pi_row1", "requires_payment_method")))
+    webhook_drain()
+    deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_row1", "succeeded")))
+    for n in range(3):
+        deliver_stripe(
+            client, stripe_event("payment_intent.created", intent(f"pi_row_free{n}", "requires_payment_method"))
+        )
+    retried: list[str] = []
+    monkeypatch.setattr(inbox.logger, "info", lambda message, *args: retried.append(message))
+
+    locked, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Payment.objects.select_for_update().get(gateway_payment_id="pi_row1")
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert locked.wait(10)
+    try:
+        assert webhook_drain() == 3  # the three free ones, over two batches; the held one waits
+    finally:
+        release.set()
+        thread.join(10)
+    assert retried.count("webhook batch applied again event by event: %s") == 1
+    assert webhook_drain() == 1
+    assert not WebhookEvent.objects.exclude(status="processed").exists()

@@ -137,3 +137,26 @@ def test_deliveries_queue_one_coalesced_drain_that_applies_them_all(client):
     assert cache.get(DRAIN_FLAG) is None  # the next delivery queues a drain of its own
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"processed"}
     assert Payment.objects.filter(status="succeeded").count() == 3
+
+
+def test_the_failure_time_backfill_covers_failed_payments_and_those_with_a_plan():
+    import importlib
+
+    from django.apps import apps
+
+    backfill = importlib.import_module("payments.migrations.0008_backfill_failed_at").backfill
+    at = timezone.now() - timedelta(days=3)
+
+    def payment(reference: str, status: str, **fields) -> Payment:
+        return Payment.objects.create(
+            gateway="stripe", gateway_payment_id=reference, currency="USD", amount_minor=500, status=status, **fields
+        )
+
+    failed = payment("pi_bf1", "failed", status_event_at=at)
+    recovered = payment("pi_bf2", "succeeded", status_event_at=at)
+    DunningPlan.objects.create(payment=recovered, status="active")
+    never_failed = payment("pi_bf3", "succeeded", status_event_at=at)
+    backfill(apps, None)
+    failed_at = dict(Payment.objects.values_list("gateway_payment_id", "failed_at"))
+    assert failed_at == {"pi_bf1": at, "pi_bf2": at, "pi_bf3": None}
+    assert {failed.pk, recovered.pk, never_failed.pk} == set(Payment.objects.values_list("pk", flat=True))
