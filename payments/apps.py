@@ -20,9 +20,9 @@ class PaymentsConfig(AppConfig):
             "every_seconds": 60,
         },
         {
-            "name": "payments: resolve pending Braintree voids",
-            "task": "payments.resolve_pending_voids",
-            "description": "Looks again at Braintree voids whose answer was lost and records, retries or refunds them.",
+            "name": "payments: resolve pending Braintree refunds",
+            "task": "payments.resolve_pending_refunds",
+            "description": "Looks again at Braintree refunds and voids whose answer was lost; records or retries them.",
             "every_seconds": 300,
         },
         {

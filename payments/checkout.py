@@ -768,16 +768,7 @@ def _refund_at_gateway(payment: Payment, refund: Refund) -> Refund:
                 currency=payment.currency,
                 order_id=refund.public_id,
             )
-            facts = RefundFacts(
-                gateway=Gateway.BRAINTREE,
-                gateway_payment_id=payment.gateway_payment_id,
-                gateway_refund_id=str(credit.id),
-                amount_minor=to_minor(credit.amount, payment.currency),
-                currency=payment.currency,
-                status=_BRAINTREE_REFUND_STATUS.get(str(credit.status), RefundStatus.PENDING),
-                occurred_at=_braintree_time(getattr(credit, "created_at", None)),
-                refund_public_id=refund.public_id,
-            )
+            facts = _braintree_credit_facts(payment, refund, credit)
     except GatewayError as error:
         if error.retryable:
             _refund_unreachable(payment, refund, error)
@@ -814,7 +805,7 @@ def _braintree_void(payment: Payment, refund: Refund) -> Refund:
         voided = _voided_meanwhile(payment.gateway_payment_id)
         if voided is None:
             # Braintree sends no notification for a void: the refund stays pending until the beat
-            # job payments.resolve_pending_voids looks at the sale again (checkout_void_resolve).
+            # job payments.resolve_pending_refunds looks at the sale again (checkout_refund_resolve).
             _refund_unreachable(payment, refund, error)
     return _void_recorded(payment, refund, voided)
 
@@ -858,61 +849,104 @@ def _void_recorded(payment: Payment, refund: Refund, voided: Any) -> Refund:
     return applied
 
 
-# A void left pending (its answer was lost) is looked at again once it is this old, so a void
-# whose answer is still on its way is not raced.
-PENDING_VOID_GRACE = timedelta(minutes=2)
+def _braintree_credit_facts(payment: Payment, refund: Refund, credit: Any) -> RefundFacts:
+    """A Braintree credit (the refund transaction of a sale) as the facts of our refund."""
+    return RefundFacts(
+        gateway=Gateway.BRAINTREE,
+        gateway_payment_id=payment.gateway_payment_id,
+        gateway_refund_id=str(credit.id),
+        amount_minor=to_minor(credit.amount, payment.currency),
+        currency=payment.currency,
+        status=_BRAINTREE_REFUND_STATUS.get(str(credit.status), RefundStatus.PENDING),
+        occurred_at=_braintree_time(getattr(credit, "created_at", None)),
+        refund_public_id=refund.public_id,
+    )
 
 
-def checkout_pending_void_ids(limit: int = 100) -> list[int]:
-    """Voids still pending past ``PENDING_VOID_GRACE``: Braintree sends no notification for a void."""
+# A Braintree refund or void left pending without a gateway id (its answer was lost) is looked at
+# again once it is this old: well past the SDK's timeouts, so a request still on its way is not raced.
+PENDING_REFUND_GRACE = timedelta(minutes=10)
+
+
+def checkout_pending_refund_ids(limit: int = 100) -> list[int]:
+    """Braintree refunds and voids still pending without a gateway id past ``PENDING_REFUND_GRACE``.
+
+    Braintree sends no notification for a void or a card refund: nothing else would settle them.
+    """
     return list(
         Refund.objects.filter(
-            method=RefundMethod.VOID,
+            payment__gateway=Gateway.BRAINTREE,
             status=RefundStatus.PENDING,
-            created_at__lte=timezone.now() - PENDING_VOID_GRACE,
+            gateway_refund_id="",
+            created_at__lte=timezone.now() - PENDING_REFUND_GRACE,
         )
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )
 
 
-def checkout_void_resolve(*, refund_id: int) -> Refund:
-    """Settle a void left pending, from the sale's status at Braintree now.
+def checkout_refund_resolve(*, refund_id: int) -> Refund:
+    """Settle a Braintree refund or void left pending, from the sale as Braintree has it now.
 
-    Voided (the void went through, its answer was lost): recorded as such. Still voidable (the
-    void never arrived): voided now. Settled meanwhile: the whole amount is refunded instead, as
-    the merchant asked. Any other status (the sale failed or was refunded elsewhere): the refund
-    fails with that status as its reason. Braintree unreachable: left pending for the next run.
-    One resolver at a time per refund; every outcome is audited as the API's are.
+    A credit of the sale carrying the refund's reference (``order_id``): the refund went through,
+    its answer was lost; it is recorded. Otherwise, for a void: the sale voided → recorded; still
+    voidable → voided now; settled meanwhile → the whole amount refunded instead, as the merchant
+    asked. For a refund: the sale refundable → refunded now. Any other status (voided, failed,
+    refunded elsewhere): the refund fails with that status as its reason. Braintree unreachable:
+    left pending for the next run. One resolver at a time per refund; every outcome is audited as
+    the API's are.
     """
-    if not cache.add(f"payments:void-resolve:{refund_id}", 1, timeout=300):
+    lock = f"payments:refund-resolve:{refund_id}"
+    if not cache.add(lock, 1, timeout=300):
         return Refund.objects.get(pk=refund_id)
     try:
         refund = Refund.objects.select_related("payment", "requested_by").get(pk=refund_id)
-        if refund.status != RefundStatus.PENDING or refund.method != RefundMethod.VOID:
-            return refund
         payment = refund.payment
+        if refund.status != RefundStatus.PENDING or refund.gateway_refund_id or payment.gateway != Gateway.BRAINTREE:
+            return refund
         try:
             sale = braintree_adapter.find_transaction(payment.gateway_payment_id)
+            credit = _braintree_credit_of(sale, refund)
         except GatewayError as error:
-            logger.info("pending void %s: braintree unreachable (%s); looked at again later", refund.public_id, error)
+            logger.log(
+                logging.INFO if error.retryable else logging.WARNING,
+                "pending %s %s: braintree did not answer (%s); looked at again later",
+                refund.method,
+                refund.public_id,
+                error,
+            )
             return refund
         status = str(sale.status)
-        logger.info("pending void %s: the braintree sale is %s", refund.public_id, status)
+        logger.info("pending %s %s: the braintree sale is %s", refund.method, refund.public_id, status)
         try:
-            if status == "voided":
+            if credit is not None:
+                if refund.method == RefundMethod.VOID:
+                    _refund_method_changed(refund, RefundMethod.REFUND)
+                with transaction.atomic(durable=True):
+                    return refund_apply_facts(facts=_braintree_credit_facts(payment, refund, credit))
+            if refund.method == RefundMethod.VOID and status == "voided":
                 return _void_recorded(payment, refund, sale)
-            if status in braintree_adapter.VOIDABLE_STATUSES:
+            if refund.method == RefundMethod.VOID and status in braintree_adapter.VOIDABLE_STATUSES:
                 return _braintree_void(payment, refund)
             if status in braintree_adapter.REFUNDABLE_STATUSES:
-                _refund_method_changed(refund, RefundMethod.REFUND)
+                if refund.method == RefundMethod.VOID:
+                    _refund_method_changed(refund, RefundMethod.REFUND)
                 return _refund_at_gateway(payment, refund)
         except GatewayUnavailable:
             refund.refresh_from_db()
             return refund
         return _refund_refused(refund, GatewayError(f"the Braintree sale is {status}", code=status))
     finally:
-        cache.delete(f"payments:void-resolve:{refund_id}")
+        cache.delete(lock)
+
+
+def _braintree_credit_of(sale: Any, refund: Refund) -> Any:
+    """The sale's credit made for this refund (its ``order_id`` is the refund's reference), if any."""
+    for credit_id in getattr(sale, "refund_ids", None) or []:
+        credit = braintree_adapter.find_transaction(str(credit_id))
+        if str(getattr(credit, "order_id", "") or "") == refund.public_id:
+            return credit
+    return None
 
 
 def _voided_meanwhile(transaction_id: str) -> Any:

@@ -1,5 +1,7 @@
 """Payments tasks: thin, they fetch by id and call a service."""
 
+import logging
+
 from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
@@ -10,6 +12,8 @@ from .dunning import dunning_due_plan_ids, dunning_retry
 from .gateways import GatewayError
 from .inbox import webhook_drain, webhook_process, webhook_sweep
 from .models import Payment
+
+logger = logging.getLogger("fintech.payments.tasks")
 
 
 @shared_task(name="payments.process_webhook_event", base=FintechTask, ignore_result=True)
@@ -67,12 +71,16 @@ def purge_idempotency_records() -> int:
     return idempotency_records_purge()
 
 
-@shared_task(name="payments.resolve_pending_voids", base=FintechTask)
-def resolve_pending_voids() -> int:
-    """Settles Braintree voids left pending because their answer was lost (no notification follows)."""
-    from .checkout import checkout_pending_void_ids, checkout_void_resolve
+@shared_task(name="payments.resolve_pending_refunds", base=FintechTask)
+def resolve_pending_refunds() -> int:
+    """Settles Braintree refunds and voids left pending by a lost answer (no notification follows)."""
+    from .checkout import checkout_pending_refund_ids, checkout_refund_resolve
 
-    refund_ids = checkout_pending_void_ids()
+    refund_ids = checkout_pending_refund_ids()
     for refund_id in refund_ids:
-        checkout_void_resolve(refund_id=refund_id)
+        try:
+            checkout_refund_resolve(refund_id=refund_id)
+        except Exception:
+            # One refund that cannot be settled must not hold up the others.
+            logger.exception("could not resolve pending refund %s", refund_id)
     return len(refund_ids)

@@ -3,7 +3,8 @@
 Django's cursors bind parameters on the client, so PostgreSQL parses and plans every statement
 again: for the few statements webhook processing runs per event that is about half of the
 server's CPU. ``prepared_cursor()`` gives a Django cursor (same error translation, same query
-log) whose statements are bound on the server and prepared once per connection by psycopg.
+log) whose statements are bound on the server and prepared by psycopg (again after a rollback,
+when psycopg drops them).
 
 Only single statements with typed parameters go through it. Prepared statements live in the
 database session: behind a pooler in transaction mode (PgBouncer before 1.21, or without

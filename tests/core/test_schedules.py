@@ -12,7 +12,7 @@ AUDIT_CHAIN = "core: verify audit chain"
 PAYMENTS = [
     "payments: retry failed and lost webhooks",
     "payments: dunning retries",
-    "payments: resolve pending Braintree voids",
+    "payments: resolve pending Braintree refunds",
     "payments: purge expired idempotency keys",
 ]
 SANCTIONS_REFRESH = "compliance: refresh sanctions lists"

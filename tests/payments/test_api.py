@@ -1398,7 +1398,7 @@ def test_a_void_is_not_undone_by_later_notifications(merchant, unsettled, client
 def _void_with_lost_answer(merchant: Merchant, unsettled: Any, monkeypatch: Any, *, reaches_gateway: bool) -> Refund:
     """A full refund before settlement whose void answer is lost (the void reached Braintree or
     not) and whose follow-up lookup fails too: 503, the refund left pending."""
-    from payments.checkout import PENDING_VOID_GRACE
+    from payments.checkout import PENDING_REFUND_GRACE
     from payments.gateways import GatewayError
     from payments.gateways import braintree as adapter
 
@@ -1425,36 +1425,38 @@ def _void_with_lost_answer(merchant: Merchant, unsettled: Any, monkeypatch: Any,
     refund = Refund.objects.get(payment=payment)
     assert (refund.method, refund.status) == ("void", "pending")
     # Looked at again once it is older than the grace period.
-    Refund.objects.filter(pk=refund.pk).update(created_at=datetime.now(UTC) - PENDING_VOID_GRACE - timedelta(seconds=1))
+    Refund.objects.filter(pk=refund.pk).update(
+        created_at=datetime.now(UTC) - PENDING_REFUND_GRACE - timedelta(seconds=1)
+    )
     return refund
 
 
 def test_a_void_whose_answer_was_lost_is_recorded_by_the_beat_job(merchant, unsettled, monkeypatch):
     from payments.ledger import ledger_unbalanced_currencies
-    from payments.tasks import resolve_pending_voids
+    from payments.tasks import resolve_pending_refunds
 
     refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=True)
     payment = refund.payment
     assert _stand_in_status(unsettled, payment.gateway_payment_id) == "voided"
 
-    assert resolve_pending_voids() == 1
+    assert resolve_pending_refunds() == 1
     refund.refresh_from_db()
     payment.refresh_from_db()
     assert (refund.method, refund.status, payment.status) == ("void", "succeeded", "canceled")
     assert [event.details["refund_id"] for event in actions("payment.voided")] == [refund.public_id]
     assert _ledger(payment) == {"gateway_clearing": 0, "customer_funds": 0}
     assert ledger_unbalanced_currencies() == {}
-    assert resolve_pending_voids() == 0  # nothing left pending
+    assert resolve_pending_refunds() == 0  # nothing left pending
 
 
 def test_a_void_that_never_reached_braintree_is_made_by_the_beat_job(merchant, unsettled, monkeypatch):
-    from payments.tasks import resolve_pending_voids
+    from payments.tasks import resolve_pending_refunds
 
     refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=False)
     payment = refund.payment
     assert _stand_in_status(unsettled, payment.gateway_payment_id) == "submitted_for_settlement"
 
-    assert resolve_pending_voids() == 1
+    assert resolve_pending_refunds() == 1
     refund.refresh_from_db()
     payment.refresh_from_db()
     assert (refund.status, payment.status) == ("succeeded", "canceled")
@@ -1462,13 +1464,13 @@ def test_a_void_that_never_reached_braintree_is_made_by_the_beat_job(merchant, u
 
 
 def test_a_sale_that_settled_before_the_beat_job_is_refunded_instead(merchant, unsettled, monkeypatch):
-    from payments.tasks import resolve_pending_voids
+    from payments.tasks import resolve_pending_refunds
 
     refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=False)
     payment = refund.payment
     unsettled.app.braintree.settle_now(payment.gateway_payment_id)
 
-    assert resolve_pending_voids() == 1
+    assert resolve_pending_refunds() == 1
     refund.refresh_from_db()
     payment.refresh_from_db()
     assert refund.method == "refund" and refund.gateway_refund_id
@@ -1480,7 +1482,7 @@ def test_a_sale_that_settled_before_the_beat_job_is_refunded_instead(merchant, u
 def test_a_pending_void_stays_pending_while_braintree_is_unreachable(merchant, unsettled, monkeypatch):
     from payments.gateways import GatewayError
     from payments.gateways import braintree as adapter
-    from payments.tasks import resolve_pending_voids
+    from payments.tasks import resolve_pending_refunds
 
     refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=True)
 
@@ -1488,9 +1490,94 @@ def test_a_pending_void_stays_pending_while_braintree_is_unreachable(merchant, u
         raise GatewayError("connection refused", retryable=True)
 
     monkeypatch.setattr(adapter, "find_transaction", unreachable)
-    assert resolve_pending_voids() == 1
+    assert resolve_pending_refunds() == 1
     refund.refresh_from_db()
     assert refund.status == "pending" and not actions("payment.voided")
+
+
+def _refund_answer_lost(monkeypatch: Any) -> None:
+    """Braintree makes the next refunds (credits) but their answers never arrive."""
+    from payments.gateways import GatewayError
+    from payments.gateways import braintree as adapter
+
+    create = adapter.create_refund
+
+    def create_then_lose(**kwargs: Any) -> Any:
+        create(**kwargs)
+        raise GatewayError("read timed out", retryable=True)
+
+    monkeypatch.setattr(adapter, "create_refund", create_then_lose)
+
+
+def _past_grace(refund: Refund) -> None:
+    from payments.checkout import PENDING_REFUND_GRACE
+
+    past_grace = datetime.now(UTC) - PENDING_REFUND_GRACE - timedelta(seconds=1)
+    Refund.objects.filter(pk=refund.pk).update(created_at=past_grace)
+
+
+def test_a_refund_made_for_a_settled_void_whose_answer_was_lost_is_found_by_its_reference(
+    merchant, unsettled, monkeypatch
+):
+    from payments.gateways import braintree as adapter
+    from payments.tasks import resolve_pending_refunds
+
+    refund = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=False)
+    payment = refund.payment
+    unsettled.app.braintree.settle_now(payment.gateway_payment_id)
+    create = adapter.create_refund
+    _refund_answer_lost(monkeypatch)
+    assert resolve_pending_refunds() == 1  # refunds instead of voiding; that answer is lost too
+    refund.refresh_from_db()
+    assert (refund.method, refund.status, refund.gateway_refund_id) == ("refund", "pending", "")
+    credits = unsettled.app.braintree.transactions[payment.gateway_payment_id].refund_ids
+    assert len(credits) == 1
+
+    monkeypatch.setattr(adapter, "create_refund", create)
+    assert resolve_pending_refunds() == 1
+    refund.refresh_from_db()
+    assert refund.gateway_refund_id == credits[0]  # found by its order_id, not made a second time
+    assert unsettled.app.braintree.transactions[payment.gateway_payment_id].refund_ids == credits
+    assert resolve_pending_refunds() == 0
+
+
+def test_a_braintree_refund_whose_answer_was_lost_is_recorded_by_the_beat_job(merchant, unsettled, monkeypatch):
+    from payments.tasks import resolve_pending_refunds
+
+    payment = _braintree_sale(merchant)
+    unsettled.app.braintree.settle_now(payment.gateway_payment_id)
+    _refund_answer_lost(monkeypatch)
+    response = merchant.post(f"/api/payments/{payment.public_id}/refunds", {"amount_minor": 1000})
+    assert response.status_code == 503, response.content
+    refund = Refund.objects.get(payment=payment)
+    assert (refund.method, refund.status, refund.gateway_refund_id) == ("refund", "pending", "")
+    credits = unsettled.app.braintree.transactions[payment.gateway_payment_id].refund_ids
+    _past_grace(refund)
+
+    assert resolve_pending_refunds() == 1
+    refund.refresh_from_db()
+    assert refund.gateway_refund_id == credits[0] and refund.amount_minor == 1000
+    assert len(unsettled.app.braintree.transactions[payment.gateway_payment_id].refund_ids) == 1
+
+
+def test_one_refund_that_cannot_be_resolved_does_not_hold_up_the_others(merchant, unsettled, monkeypatch):
+    from payments import checkout
+    from payments.tasks import resolve_pending_refunds
+
+    first = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=True)
+    second = _void_with_lost_answer(merchant, unsettled, monkeypatch, reaches_gateway=True)
+    resolve = checkout.checkout_refund_resolve
+
+    def broken_for_the_first(*, refund_id: int) -> Refund:
+        if refund_id == first.pk:
+            raise RuntimeError("unexpected")
+        return resolve(refund_id=refund_id)
+
+    monkeypatch.setattr(checkout, "checkout_refund_resolve", broken_for_the_first)
+    assert resolve_pending_refunds() == 2
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("pending", "succeeded")
 
 
 @pytest.mark.parametrize("void_first", [False, True])
