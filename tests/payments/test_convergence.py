@@ -107,6 +107,24 @@ def build_stream(prefix: str, kinds: list[str]) -> list[dict]:
     return stream
 
 
+def shuffled_stream(prefix: str, kinds: list[str], rng: random.Random, duplicate_share: float) -> list[dict]:
+    """``build_stream`` with a share of its events delivered again, all in a random order."""
+    stream = build_stream(prefix, kinds)
+    stream += [rng.choice(stream) for _ in range(int(len(stream) * duplicate_share))]
+    rng.shuffle(stream)
+    return stream
+
+
+def assert_converged(shuffled: str, reference: str) -> None:
+    """Every event of ``shuffled`` processed on its first attempt (concurrency never fails one),
+    ending where the in-order ``reference`` ended, with a balanced ledger."""
+    failed = WebhookEvent.objects.filter(event_id__contains=shuffled, status="failed")
+    assert dict(failed.values_list("event_id", "last_error")) == {}
+    assert not WebhookEvent.objects.filter(event_id__contains=shuffled).exclude(status="processed").exists()
+    assert snapshot(shuffled) == snapshot(reference)
+    assert ledger_unbalanced_currencies() == {}
+
+
 def post(event: dict) -> int:
     body = json.dumps(event)
     response = Client().post(
@@ -202,9 +220,7 @@ def test_shuffled_duplicated_concurrent_streams_converge(kinds, seed, duplicate_
     # Under test: shuffled, with duplicates, delivered and processed by concurrent threads; every
     # delivery is also processed twice (a redelivered task).
     rng = random.Random(seed)  # noqa: S311 - a reproducible shuffle, not a secret
-    stream = build_stream(shuffled, kinds)
-    stream += [rng.choice(stream) for _ in range(int(len(stream) * duplicate_share))]
-    rng.shuffle(stream)
+    stream = shuffled_stream(shuffled, kinds, rng, duplicate_share)
 
     def deliver(event: dict) -> int:
         try:
@@ -217,12 +233,7 @@ def test_shuffled_duplicated_concurrent_streams_converge(kinds, seed, duplicate_
     stored = list(WebhookEvent.objects.filter(event_id__contains=shuffled).values_list("pk", flat=True))
     rng.shuffle(stored)
     process_concurrently(stored + stored[: len(stored) // 2], threads)
-    # Concurrency never fails an event: each is processed on its first attempt, with no retry.
-    failed = WebhookEvent.objects.filter(event_id__contains=shuffled, status="failed")
-    assert dict(failed.values_list("event_id", "last_error")) == {}
-    assert not WebhookEvent.objects.filter(event_id__contains=shuffled).exclude(status="processed").exists()
-    assert snapshot(shuffled) == snapshot(reference)
-    assert ledger_unbalanced_currencies() == {}
+    assert_converged(shuffled, reference)
 
 
 @pytest.mark.django_db(transaction=True)

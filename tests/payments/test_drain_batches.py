@@ -16,7 +16,9 @@ import itertools
 import json
 import random
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -32,10 +34,36 @@ from payments.ledger import Line, ledger_post, ledger_unbalanced_currencies
 from payments.models import JournalEntry, LedgerAccount, Payment, Posting, WebhookEvent
 
 from .deliveries import charge, deliver_stripe, dispute, intent, refund, stripe_event
-from .test_convergence import SCENARIOS, build_stream, post, process_in_order, snapshot
+from .test_convergence import SCENARIOS, assert_converged, post, process_in_order, shuffled_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 _run = itertools.count()
+
+
+@contextmanager
+def payment_row_held(gateway_payment_id: str) -> Iterator[None]:
+    """Another worker's transaction holds the payment's row lock until the block ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Payment.objects.select_for_update().get(gateway_payment_id=gateway_payment_id)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert locked.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(10)
 
 
 def test_a_failing_event_fails_alone_and_the_rest_of_its_batch_commits(client):
@@ -139,31 +167,12 @@ def test_an_event_whose_rows_another_worker_holds_stays_received_for_the_next_ba
     deliver_stripe(client, stripe_event("payment_intent.succeeded", intent("pi_held", "succeeded")))
     deliver_stripe(client, stripe_event("payment_intent.created", intent("pi_free", "requires_payment_method")))
 
-    locked, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        from django.db import transaction
-
-        try:
-            with transaction.atomic():
-                Payment.objects.select_for_update().get(gateway_payment_id="pi_held")
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert locked.wait(10)
-    try:
+    with payment_row_held("pi_held"):
         assert webhook_process_batch(limit=10) == 1  # the free one; the held one waits
         statuses = dict(WebhookEvent.objects.values_list("object_id", "status"))
         held = WebhookEvent.objects.get(object_id="pi_held", event_type="payment_intent.succeeded")
         assert (held.status, held.attempts, held.last_error) == ("received", 0, "")
         assert statuses["pi_free"] == "processed"
-    finally:
-        release.set()
-        thread.join(10)
     assert webhook_drain() == 1
     assert Payment.objects.get(gateway_payment_id="pi_held").status == "succeeded"
     assert not WebhookEvent.objects.exclude(status="processed").exists()
@@ -184,9 +193,7 @@ def test_concurrent_drains_of_shuffled_duplicated_streams_converge(kinds, seed, 
     process_in_order(reference, kinds)
 
     rng = random.Random(seed)  # noqa: S311 - a reproducible shuffle, not a secret
-    stream = build_stream(shuffled, kinds)
-    stream += [rng.choice(stream) for _ in range(len(stream) // 3)]
-    rng.shuffle(stream)
+    stream = shuffled_stream(shuffled, kinds, rng, 1 / 3)
     for event in stream:
         assert post(event) == 200
 
@@ -203,12 +210,7 @@ def test_concurrent_drains_of_shuffled_duplicated_streams_converge(kinds, seed, 
             list(pool.map(drain, range(drains)))
     finally:
         inbox.DRAIN_BATCH = original_batch
-    # Concurrency never fails an event: each is processed on its first attempt, with no retry.
-    failed = WebhookEvent.objects.filter(event_id__contains=shuffled, status="failed")
-    assert dict(failed.values_list("event_id", "last_error")) == {}
-    assert not WebhookEvent.objects.filter(event_id__contains=shuffled).exclude(status="processed").exists()
-    assert snapshot(shuffled) == snapshot(reference)
-    assert ledger_unbalanced_currencies() == {}
+    assert_converged(shuffled, reference)
 
 
 def test_postings_are_inserted_all_or_none_when_some_accounts_are_new():
@@ -395,27 +397,8 @@ def test_after_an_event_waited_on_a_row_the_next_batch_goes_straight_to_savepoin
     retried: list[str] = []
     monkeypatch.setattr(inbox.logger, "info", lambda message, *args: retried.append(message))
 
-    locked, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        from django.db import transaction
-
-        try:
-            with transaction.atomic():
-                Payment.objects.select_for_update().get(gateway_payment_id="pi_row1")
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert locked.wait(10)
-    try:
+    with payment_row_held("pi_row1"):
         assert webhook_drain() == 3  # the three free ones, over two batches; the held one waits
-    finally:
-        release.set()
-        thread.join(10)
     assert retried.count("webhook batch applied again event by event: %s") == 1
     assert webhook_drain() == 1
     assert not WebhookEvent.objects.exclude(status="processed").exists()
