@@ -964,13 +964,19 @@ def hit_mark_true_match(*, hit: Hit, actor: Any, reason: str, request: HttpReque
     return hit
 
 
+def _second_review(*, hit: Hit, actor: Any, reason: str, answer: str) -> str:
+    """The checks of a second reviewer's answer to a proposed true match; the cleaned reason."""
+    _require(actor, CONFIRM_PERMISSION, f"Your role may not {answer} true matches.")
+    reason = _reason(reason)
+    if hit.decided_by_id == actor.pk:
+        raise NotAllowed(f"Another reviewer than the one who proposed the true match must {answer} it.")
+    return reason
+
+
 @transaction.atomic
 def hit_confirm_true_match(*, hit: Hit, actor: Any, reason: str, request: HttpRequest | None = None) -> Hit:
     """The second reviewer confirms a proposed true match; the customer is frozen."""
-    _require(actor, CONFIRM_PERMISSION, "Your role may not confirm true matches.")
-    reason = _reason(reason)
-    if hit.decided_by_id == actor.pk:
-        raise NotAllowed("A true match must be confirmed by another reviewer than the one who proposed it.")
+    reason = _second_review(hit=hit, actor=actor, reason=reason, answer="confirm")
     _lock_subject_customer(hit)
     hit = _transition(
         hit=hit,
@@ -991,10 +997,7 @@ def hit_confirm_true_match(*, hit: Hit, actor: Any, reason: str, request: HttpRe
 @transaction.atomic
 def hit_reject_true_match(*, hit: Hit, actor: Any, reason: str, request: HttpRequest | None = None) -> Hit:
     """The second reviewer disagrees: the hit is open again, for a new decision."""
-    _require(actor, CONFIRM_PERMISSION, "Your role may not confirm or reject true matches.")
-    reason = _reason(reason)
-    if hit.decided_by_id == actor.pk:
-        raise NotAllowed("Another reviewer than the one who proposed the true match must answer it.")
+    reason = _second_review(hit=hit, actor=actor, reason=reason, answer="reject")
     return _transition(
         hit=hit,
         expected=[HitStatus.TRUE_MATCH_PENDING],
