@@ -58,47 +58,46 @@ def _create_accounts(gateway: str, currency: str, kinds: set[str]) -> None:
     )
 
 
-# All of an entry's postings in one statement: the accounts are found by (kind, gateway, currency)
-# inside PostgreSQL, so no account id is kept in a process (and none can go stale). All lines or
-# none are inserted: none when an account does not exist yet.
-_INSERT_POSTINGS = """
-WITH line AS (
+# The lines of an entry with their accounts, found by (kind, gateway, currency) inside PostgreSQL,
+# so no account id is kept in a process (and none can go stale). Postings are inserted all or
+# none: none when an account does not exist yet.
+_RESOLVED_LINES = """
+line AS (
     SELECT * FROM unnest(%(kinds)s::varchar[], %(amounts)s::bigint[]) WITH ORDINALITY AS l(kind, amount_minor, n)
 ), resolved AS (
     SELECT line.n, line.amount_minor, account.id AS account_id
     FROM line JOIN payments_ledgeraccount account
     ON account.kind = line.kind AND account.gateway = %(gateway)s AND account.currency = %(currency)s
-)
+)"""
+_ALL_LINES_RESOLVED = "(SELECT count(*) FROM resolved) = cardinality(%(kinds)s::varchar[])"
+
+# The postings of an entry inserted before (after its accounts were created).
+_INSERT_POSTINGS = f"""
+WITH {_RESOLVED_LINES}
 INSERT INTO payments_posting (entry_id, account_id, currency, amount_minor)
 SELECT %(entry)s, account_id, %(currency)s, amount_minor FROM resolved
-WHERE (SELECT count(*) FROM resolved) = cardinality(%(kinds)s::varchar[])
+WHERE {_ALL_LINES_RESOLVED}
 ORDER BY n
-"""
+"""  # noqa: S608 (composed of the constants above)
 
 # The entry and its postings in one round trip: the postings take the id the entry's insert
 # returns, so a key posted before (no id returned) inserts no posting. The second column says
 # how many postings went in: none for a new entry means an account is missing.
-_INSERT_ENTRY_AND_POSTINGS = """
+_INSERT_ENTRY_AND_POSTINGS = f"""
 WITH entry AS (
     INSERT INTO payments_journalentry
         (idempotency_key, description, occurred_at, created_at, payment_id, payout_id, webhook_event_id, reverses_id)
     VALUES (%(key)s, %(description)s, %(occurred_at)s, now(), %(payment)s, %(payout)s, %(webhook_event)s, %(reverses)s)
     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
-), line AS (
-    SELECT * FROM unnest(%(kinds)s::varchar[], %(amounts)s::bigint[]) WITH ORDINALITY AS l(kind, amount_minor, n)
-), resolved AS (
-    SELECT line.n, line.amount_minor, account.id AS account_id
-    FROM line JOIN payments_ledgeraccount account
-    ON account.kind = line.kind AND account.gateway = %(gateway)s AND account.currency = %(currency)s
-), posted AS (
+), {_RESOLVED_LINES}, posted AS (
     INSERT INTO payments_posting (entry_id, account_id, currency, amount_minor)
     SELECT entry.id, resolved.account_id, %(currency)s, resolved.amount_minor FROM entry, resolved
-    WHERE (SELECT count(*) FROM resolved) = cardinality(%(kinds)s::varchar[])
+    WHERE {_ALL_LINES_RESOLVED}
     ORDER BY resolved.n
     RETURNING 1
 )
 SELECT (SELECT id FROM entry), (SELECT count(*) FROM posted)
-"""
+"""  # noqa: S608 (composed of the constants above)
 
 
 def ledger_post(

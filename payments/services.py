@@ -72,14 +72,9 @@ class PaymentFacts:
     fee_reference: str = ""
 
 
-def _locked_payment(gateway: str, gateway_payment_id: str) -> Payment | None:
-    """The payment with this gateway id, locked; None when there is none yet."""
-    return payment_lock_by_gateway_id(gateway, gateway_payment_id)
-
-
 def _payment_for_update(facts: PaymentFacts) -> Payment:
     gateway, gateway_payment_id = facts.gateway, facts.gateway_payment_id
-    payment = _locked_payment(gateway, gateway_payment_id)
+    payment = payment_lock_by_gateway_id(gateway, gateway_payment_id)
     if payment is not None:
         return payment
     pending = _pending_payment_referenced(facts)
@@ -120,7 +115,7 @@ def _pending_payment_referenced(facts: PaymentFacts) -> Payment | None:
 
 def _payment_row(gateway: str, gateway_payment_id: str, currency: str, amount_minor: int | None) -> Payment:
     """The payment, locked; inserted first when this is the first we hear of it."""
-    payment = _locked_payment(gateway, gateway_payment_id)
+    payment = payment_lock_by_gateway_id(gateway, gateway_payment_id)
     return payment or _payment_insert_and_lock(gateway, gateway_payment_id, currency, amount_minor)
 
 
@@ -130,7 +125,7 @@ def _payment_insert_and_lock(gateway: str, gateway_payment_id: str, currency: st
     row = Payment(
         gateway=gateway, gateway_payment_id=gateway_payment_id, currency=currency, amount_minor=amount_minor or 0
     )
-    payment = payment_insert(row) or _locked_payment(gateway, gateway_payment_id)
+    payment = payment_insert(row) or payment_lock_by_gateway_id(gateway, gateway_payment_id)
     if payment is None:
         raise Payment.DoesNotExist(f"payment {gateway} {gateway_payment_id} vanished after its insert")
     return payment
