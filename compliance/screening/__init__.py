@@ -208,6 +208,7 @@ class Screener:
                 self.index.weights,
                 similarity,
                 organisation=entity.entity_type != EntityType.INDIVIDUAL,
+                company=entity.entity_type == EntityType.ENTITY,
                 detailed=False,
                 query_weights=query_weights,
                 list_weights=indexed.weights,
@@ -243,6 +244,7 @@ class Screener:
                 self.index.weights,
                 similarity,
                 organisation=entity.entity_type != EntityType.INDIVIDUAL,
+                company=entity.entity_type == EntityType.ENTITY,
             )
             match = self._match(query, entity_number, indexed, comparison, name_score, cap, cap_note, hit, script)
             if match.score >= limit_score:
@@ -310,6 +312,7 @@ class Screener:
             "notes": [
                 note
                 for note in (
+                    *comparison.notes,
                     script.note if script else "",
                     cap_note,
                     dob.note,
@@ -393,7 +396,14 @@ def compare(name1: str, name2: str, *, entity_type: str | None = None) -> NameCo
     first: NormalisedName = normalise(name1)
     second: NormalisedName = normalise(name2)
     organisation = entity_type is not None and entity_type != EntityType.INDIVIDUAL
-    comparison = compare_names(first, second, _default_weights, cached_similarity, organisation=organisation)
+    comparison = compare_names(
+        first,
+        second,
+        _default_weights,
+        cached_similarity,
+        organisation=organisation,
+        company=entity_type == EntityType.ENTITY,
+    )
     script = same_script_factor(name1, name2)
     if script is not None and script.value < comparison.score:
         comparison.score = script.value

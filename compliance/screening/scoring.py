@@ -36,22 +36,31 @@ from functools import lru_cache
 from importlib import resources
 
 import jellyfish
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from compliance.lists.entities import EntityType, NameKind
 
 from .normalise import LEGAL_FORM_CANONICAL, NormalisedName
+from .normalise import fold as fold_name
 
 TOKEN_FLOOR = 0.72  # below this two tokens are different names, not variants of one
 INITIAL_SIMILARITY = 0.85
 PHONETIC_SIMILARITY = 0.88
+PHONETIC_SPELLING = 0.5  # equal phonetic keys count only for spellings at least this close ("Vita"/"Fuad" do not)
+PHONETIC_CLOSE = 0.85  # ...and lift the similarity to PHONETIC_SIMILARITY from this close ("Gazprom"/"Gasprom")
+TYPO_SIMILARITY = 0.9  # one letter added, dropped, changed or two swapped in a long token ("Pulin"/"Putin")
+TYPO_MIN_LENGTH = 5
 SERIAL_SIMILARITY = 0.6
 NICKNAME_SIMILARITY = 0.85  # "Ben" and "Benjamin": likely the same person, not certainly
 SKELETON_SIMILARITY = 0.92  # the same spelling once romanisation variants are folded
 CONFLICT = 1.4
+WEAK_PAIR = 0.75  # a pair below this is partly two different names ("Hamidullah"/"Waliullah")
+WEAK_PAIR_CONFLICT = 0.5  # the share of a weak pair's dissimilarity that counts as contradiction
+CONTRADICTION_FLOOR = 0.5  # a name part in place of another contradicts it even when common ("Mohamed"/"Ali")
 SLOPE = 2.0
 EVIDENCE = 0.9
 ORGANISATION_EXTRA = 0.2  # an extra word in a company name ("Santander Mexico") often names another company
+ORGANISATION_DISTINCT = 0.15  # a number or country only one company name has ("Fund II", "Santander Chile")
 PATRONYMIC_CROSSING = 0.8  # "Ahmad bin Hasan" is not "Hasan bin Ahmad"
 PATRONYMIC_MARKERS = frozenset({"bin", "bint", "binti", "ould", "walad"})
 
@@ -212,8 +221,9 @@ def token_similarity(a: str, b: str) -> float:
         return SKELETON_SIMILARITY
     if nickname_of(a, b):
         return NICKNAME_SIMILARITY
-    similarity = max(_raw_similarity(a, b), _raw_similarity(a_skeleton, b_skeleton))
-    if similarity < PHONETIC_SIMILARITY and phonetic_key(a) and phonetic_key(a) == phonetic_key(b):
+    spelling = similarity = max(_raw_similarity(a, b), _raw_similarity(a_skeleton, b_skeleton))
+    sounds_alike = spelling >= PHONETIC_SPELLING and bool(phonetic_key(a)) and phonetic_key(a) == phonetic_key(b)
+    if similarity < PHONETIC_SIMILARITY and sounds_alike:
         similarity = PHONETIC_SIMILARITY
     if min(len(a), len(b)) <= 3 and similarity < 0.9:
         return 0.0  # "kim" and "kin" are different short names
@@ -221,7 +231,23 @@ def token_similarity(a: str, b: str) -> float:
         return 0.0
     # Steeper than the raw similarity: "Castro" and "Castillo" are different surnames, "Scholz" and
     # "Scholze" are one.
-    return max(0.0, 1.0 - SLOPE * (1.0 - similarity))
+    sloped = max(0.0, 1.0 - SLOPE * (1.0 - similarity))
+    if sounds_alike and spelling >= PHONETIC_CLOSE and len(phonetic_key(a)) >= MIN_VARIANT_KEY:
+        return max(sloped, PHONETIC_SIMILARITY)
+    if _typo(a, b):
+        return max(sloped, TYPO_SIMILARITY)
+    return sloped
+
+
+def _typo(a: str, b: str) -> bool:
+    """One slip of the keyboard between two long tokens: a letter added, dropped or changed, or two
+    neighbours swapped, the first letter kept (a changed first letter makes another name: "Kang" and
+    "Wang"), except for the vowel Arabic romanisations disagree on ("Osama"/"Usama")."""
+    return (
+        min(len(a), len(b)) >= TYPO_MIN_LENGTH
+        and (a[0] == b[0] or (a[0] in "aeiou" and b[0] in "aeiou"))
+        and OSA.distance(a, b) <= 1
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +268,7 @@ class NameComparison:
     query_coverage: float
     list_coverage: float
     conflict: float
+    notes: list[str] = field(default_factory=list)  # what raised the conflict beyond left-over tokens
 
 
 # (similarity, tokens covered, query token positions, list token positions, query text, list text)
@@ -259,6 +286,7 @@ def compare_names(
     similarity: Callable[[str, str], float] = token_similarity,
     *,
     organisation: bool = False,
+    company: bool = False,
     detailed: bool = True,
     query_weights: Sequence[float] | None = None,
     list_weights: Sequence[float] | None = None,
@@ -307,11 +335,34 @@ def compare_names(
     l_matched = sum(value * sum(l_weights[i] for i in l_idx) for value, _, l_idx, _, _ in pairs)
     q_coverage = q_matched / q_total if q_total else 0.0
     l_coverage = l_matched / l_total if l_total else 0.0
-    q_unmatched = sum(q_weights[i] for i in range(len(q_tokens)) if i not in used_q) / q_total if q_total else 1.0
-    l_unmatched = sum(l_weights[i] for i in range(len(l_tokens)) if i not in used_l) / l_total if l_total else 1.0
-    conflict = CONFLICT * min(q_unmatched, l_unmatched)
+    q_left = [i for i in range(len(q_tokens)) if i not in used_q]
+    l_left = [i for i in range(len(l_tokens)) if i not in used_l]
+    q_unmatched = sum(q_weights[i] for i in q_left) / q_total if q_total else 1.0
+    l_unmatched = sum(l_weights[i] for i in l_left) / l_total if l_total else 1.0
+    # Contradiction: what each side has in place of the other's. A token left over on both sides
+    # counts at least CONTRADICTION_FLOOR ("Mohamed" in place of "Ali" names another father), a weak
+    # pair ("Hamidullah"/"Waliullah") counts in part.
+    notes: list[str] = []
+    q_against = _against(q_left, q_weights, query.legal_forms, q_tokens, floor=bool(l_left))
+    l_against = _against(l_left, l_weights, listed.legal_forms, l_tokens, floor=bool(q_left))
+    if q_left and l_left and detailed:
+        notes.append(f"'{' '.join(q_tokens[i] for i in q_left)}' in place of '{' '.join(l_tokens[i] for i in l_left)}'")
+    for value, q_idx, l_idx, q_text, l_text in pairs:
+        if value < WEAK_PAIR and not is_serial(q_text):
+            q_against += WEAK_PAIR_CONFLICT * (1 - value) * sum(q_weights[i] for i in q_idx)
+            l_against += WEAK_PAIR_CONFLICT * (1 - value) * sum(l_weights[i] for i in l_idx)
+            if detailed:
+                notes.append(f"'{q_text}' and '{l_text}' are only partly alike (similarity {value:.2f})")
+    conflict = CONFLICT * min(q_against / q_total if q_total else 1.0, l_against / l_total if l_total else 1.0, 1.0)
     if organisation:
         conflict += ORGANISATION_EXTRA * max(q_unmatched, l_unmatched)
+    if company:
+        q_sister = [q_tokens[i] for i in q_left if _names_a_sister(q_tokens[i])]
+        l_sister = [l_tokens[i] for i in l_left if _names_a_sister(l_tokens[i])]
+        if bool(q_sister) != bool(l_sister):
+            conflict += ORGANISATION_DISTINCT
+            if detailed:
+                notes.append(f"only one name has '{' '.join(q_sister or l_sister)}': perhaps a sister company")
     conflict += PATRONYMIC_CROSSING * _patronymic_crossing(q_tokens, l_tokens, pairs, q_weights, q_total)
     score = max(0.0, (q_coverage + l_coverage) / 2 - conflict)
     # Evidence: what the paired tokens weigh. One common token ("Mohammed", "Trading") fully
@@ -339,21 +390,50 @@ def compare_names(
     return NameComparison(
         score=score,
         pairs=token_pairs,
-        unmatched_query=[q_tokens[i] for i in range(len(q_tokens)) if i not in used_q],
-        unmatched_list=[l_tokens[i] for i in range(len(l_tokens)) if i not in used_l],
+        unmatched_query=[q_tokens[i] for i in q_left],
+        unmatched_list=[l_tokens[i] for i in l_left],
         query_coverage=q_coverage,
         list_coverage=l_coverage,
         conflict=conflict,
+        notes=notes,
     )
+
+
+def _against(
+    left: Sequence[int], weights: Sequence[float], legal_forms: frozenset[str], tokens: Sequence[str], *, floor: bool
+) -> float:
+    """Weight of one side's left-over tokens, each at least CONTRADICTION_FLOOR when the other side
+    has left-over tokens too (a legal form keeps its own small weight)."""
+    if not floor:
+        return sum(weights[i] for i in left)
+    return sum(weights[i] if tokens[i] in legal_forms else max(CONTRADICTION_FLOOR, weights[i]) for i in left)
+
+
+@lru_cache(maxsize=1)
+def _country_words() -> frozenset[str]:
+    """One-word country names, folded like name tokens ("chile", "mexico", "sweden")."""
+    import pycountry
+
+    words = set()
+    for country in pycountry.countries:
+        for name in (country.name, getattr(country, "common_name", "")):
+            if name and " " not in name and "," not in name:
+                words.add(fold_name(name))
+    return frozenset(words)
+
+
+def _names_a_sister(token: str) -> bool:
+    """A number or a country in a company name: what tells a group's companies apart."""
+    return is_serial(token) or token in _country_words()
 
 
 def _generations(tokens: Sequence[str]) -> list[int]:
     """For each token, how many patronymic markers precede it (0: the person, 1: the father...)."""
     seen = 0
     generations = []
-    for token in tokens:
-        if token in PATRONYMIC_MARKERS:
-            seen += 1
+    for position, token in enumerate(tokens):
+        if token in PATRONYMIC_MARKERS and 0 < position < len(tokens) - 1:
+            seen += 1  # a marker names a forebear only between two names
         generations.append(seen)
     return generations
 
@@ -370,6 +450,8 @@ def _patronymic_crossing(
     if not q_total or PATRONYMIC_MARKERS.isdisjoint(q_tokens) or PATRONYMIC_MARKERS.isdisjoint(l_tokens):
         return 0.0
     q_generation, l_generation = _generations(q_tokens), _generations(l_tokens)
+    if not (q_generation[-1] and l_generation[-1]):
+        return 0.0
     crossed = sum(
         sum(q_weights[i] for i in q_idx)
         for _, q_idx, l_idx, q_text, _ in pairs

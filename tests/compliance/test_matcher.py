@@ -352,6 +352,59 @@ def test_a_patronymic_reversal_is_not_a_match():
     assert compare("Salman bin Muhammad al-Rawi", "Muhammad bin Salman al-Rawi").score < 0.7
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "entity_type"),
+    [
+        ("Vladimir Pulin", "Vladimir Putin", "individual"),  # one letter changed in a long token
+        ("Osama bin Ladin", "Usama bin Laden", "individual"),  # the first vowel romanised two ways
+        ("OAO Gazprom", "Gasprom JSC", "entity"),  # same sound, close spelling
+        ("Salman Mohammed bin", "Mohammed bin Salman", "individual"),  # a trailing "bin" marks no father
+        ("Societatea cu Răspundere Limitată PRO TRAFFIC", "SRL PRO TRAFFIC", "entity"),  # a legal form spelt out
+    ],
+)
+def test_typos_sounds_and_spelt_out_forms_reach_the_threshold(first, second, entity_type):
+    assert compare(first, second, entity_type=entity_type).score >= DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "entity_type", "note"),
+    [
+        # A changed first letter in a short token is another name, not a typo.
+        ("Muhammed Sire", "MIRE, Muhammad", "individual", "'sire' and 'mire' are only partly alike"),
+        # Close spellings of different surnames: the unlike part counts against.
+        ("Raúl Castillo", "Raúl Castro", "individual", "'castillo' and 'castro' are only partly alike"),
+        # A common given name in place of another still names another father.
+        (
+            "NOUREDDINE BEN MOHAMED BEN BELKASSEM AL-DRISSI",
+            "NOUREDDINE BEN ALI BEN BELKASSEM AL-DRISSI",
+            "individual",
+            "'mohamed' in place of 'ali'",
+        ),
+        # A country or a number only one company name has: a sister company.
+        ("Banco Santander S.A.", "Banco Santander Chile S.A.", "entity", "only one name has 'chile'"),
+        ("Bowne Global Solutions, Inc.", "Bowne Global Solutions II, Inc.", "entity", "only one name has 'ii'"),
+    ],
+)
+def test_near_names_of_others_stay_below_the_threshold_and_say_why(first, second, entity_type, note):
+    comparison = compare(first, second, entity_type=entity_type)
+    assert comparison.score < DEFAULT
+    assert any(text.startswith(note) for text in comparison.notes), comparison.notes
+
+
+def test_equal_phonetic_keys_need_some_likeness_of_spelling():
+    # Metaphone gives "FT" and "KLF" to both names; the spellings share almost nothing.
+    assert compare("Vita Klave", "Фуад Гулієв", entity_type="individual").score < 0.5
+    assert compare("勇 王", "KANG, Myong Chol", entity_type="individual").score < DEFAULT
+
+
+def test_omitted_parts_and_the_same_company_are_not_penalised_as_contradictions():
+    full = "NOUREDDINE BEN ALI BEN BELKASSEM AL-DRISSI"
+    assert compare("NOUREDDINE BEN BELKASSEM AL-DRISSI", full, entity_type="individual").score >= 0.9
+    assert compare("Banco Santander S.A.", "Banco Santander SA", entity_type="entity").score == 1.0
+    # Vessels are not companies: a number after a vessel's name is often the same ship.
+    assert compare("Victory", "Victory 3", entity_type="vessel").score >= DEFAULT
+
+
 def test_pruning_never_drops_a_name_that_would_score(screener, monkeypatch):
     """The candidate bound is an upper bound: scoring every name gives the same hits."""
     from compliance.screening.index import NameIndex

@@ -292,8 +292,8 @@ def test_the_queue_page_costs_the_same_queries_for_one_hit_or_many(
     login_with_mfa(client, reviewers[0])
     with CaptureQueriesContext(connection) as one:
         assert client.get("/compliance/").status_code == 200
-    for number in range(12):
-        other = Customer.objects.create(kind="business", legal_name=f"Acme Trading LLC {number}")
+    for _ in range(12):
+        other = Customer.objects.create(kind="business", legal_name="Acme Trading LLC")
         services.customer_screen(customer=other, actor=ACTOR)
     services.counterparty_screen(
         name="Acme Trading LLC", country="GB", source_type="payments.payment", source_id="7", actor=ACTOR
