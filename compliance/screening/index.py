@@ -26,9 +26,11 @@ from .normalise import LEGAL_FORM_CANONICAL, LEGAL_FORMS, EmptyNameError, Normal
 from .scoring import (
     EVIDENCE,
     INITIAL_SIMILARITY,
+    LONE_NUMERALS,
     is_serial,
     normalise_countries,
     parse_dates,
+    serial_pair,
     token_similarity,
     variant_keys,
 )
@@ -82,6 +84,11 @@ class IndexedName:
     name: str  # as the list writes it
     normalised: NormalisedName
     weights: tuple[float, ...]  # of the normalised tokens
+
+
+def _direct(token: str) -> bool:
+    """A legal form (any written form) or a number: compared directly, not through index keys."""
+    return token in LEGAL_FORMS or token in LEGAL_FORM_CANONICAL or is_serial(token) or token in LONE_NUMERALS
 
 
 class NameIndex:
@@ -176,6 +183,15 @@ class NameIndex:
             if len(set(indexed.normalised.tokens)) < len(indexed.normalised.tokens)
         )
         self.name_max_weight: list[float] = [max(indexed.weights, default=0.0) for indexed in self.names]
+        # Weight of each name's legal forms and numbers: what a query's own can pair with directly.
+        self.name_direct_weight: list[float] = [
+            sum(
+                weight
+                for token, weight in zip(indexed.normalised.tokens, indexed.weights, strict=True)
+                if _direct(token)
+            )
+            for indexed in self.names
+        ]
         # First letters of each name's tokens, one bit per letter: which initials a name can pair.
         self.name_initials: list[int] = [_letters_mask(indexed.normalised.tokens) for indexed in self.names]
         self._similar_cache: dict[tuple[str, bool], Similar] = {}
@@ -318,7 +334,7 @@ class NameIndex:
             value = known.get((a, b))
             if value is not None:
                 return value
-            if len(a) == 1 or len(b) == 1 or a in LEGAL_FORM_CANONICAL or (is_serial(a) and is_serial(b)):
+            if len(a) == 1 or len(b) == 1 or a in LEGAL_FORM_CANONICAL or serial_pair(a, b):
                 return cached_similarity(a, b)
             return 0.0
 
@@ -402,9 +418,7 @@ class NameIndex:
         free_share = free_query_weight / query_total
         # Legal forms and numbers are compared directly, whatever the keys found.
         legal_weight = sum(
-            weight
-            for token, weight in zip(tokens, query_weights, strict=True)
-            if token in LEGAL_FORMS or is_serial(token)
+            weight for token, weight in zip(tokens, query_weights, strict=True) if len(token) > 1 and _direct(token)
         )
         direct_share = legal_weight / query_total
 
@@ -477,6 +491,7 @@ class NameIndex:
                         total[1] += entry[1]
                         total[2] += entry[2]
         name_weight, name_max_weight, name_initials = self.name_weight, self.name_max_weight, self.name_initials
+        name_direct_weight = self.name_direct_weight
         initial_bits = 0
         for token in tokens:
             if len(token) == 1 and token.isalpha():
@@ -485,8 +500,10 @@ class NameIndex:
         evidence_floor = EVIDENCE
         found_names = []
         for name_id, (query_sum, list_sum, evidence) in sums.items():
-            list_sum += legal_weight
-            evidence += legal_weight
+            if legal_weight:
+                # The query's legal forms and numbers pair with the name's own, whatever they weigh.
+                list_sum += max(legal_weight, name_direct_weight[name_id])
+                evidence += legal_weight
             free_share_here = 0.0
             if initials and (not initial_bits or name_initials[name_id] & initial_bits):
                 # An initial pairs with a name part it begins: at most the name's heaviest token.

@@ -199,13 +199,21 @@ def _roman(number: int) -> str:
     return "x" * tens + ["", "i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix"][units]
 
 
-# Roman numerals II to XXXIX, not "I" (an initial) nor "XI" (the name "Xi").
-ROMAN_SERIALS = frozenset(_roman(number) for number in range(2, 40)) - {"xi"}
+# Roman numerals II to XXXIX, not the letters "I", "V" and "X" (initials) nor "XI" (the name "Xi").
+ROMAN_SERIALS = frozenset(_roman(number) for number in range(2, 40)) - {"i", "v", "x", "xi"}
+LONE_NUMERALS = frozenset({"v", "x"})  # numerals only beside another numeral ("Partners IV" / "V")
 
 
 def is_serial(token: str) -> bool:
     """A number, a code with digits, or a Roman numeral: what tells apart funds, trusts, vessels."""
     return token in ROMAN_SERIALS or any(char.isdigit() for char in token)
+
+
+def serial_pair(a: str, b: str) -> bool:
+    """Two numbers in the same place: both serials, or a lone V or X against a Roman numeral."""
+    if is_serial(a) and is_serial(b):
+        return True
+    return (a in LONE_NUMERALS and b in ROMAN_SERIALS) or (b in LONE_NUMERALS and a in ROMAN_SERIALS)
 
 
 def token_similarity(a: str, b: str) -> float:
@@ -214,7 +222,7 @@ def token_similarity(a: str, b: str) -> float:
         return 1.0
     if a in LEGAL_FORM_CANONICAL and LEGAL_FORM_CANONICAL[a] == LEGAL_FORM_CANONICAL.get(b):
         return 1.0
-    if is_serial(a) and is_serial(b):
+    if serial_pair(a, b):
         # Two different numbers in the same place ("Fund III" / "Fund IV", "Trust 2006-2" /
         # "2007-2", "Storm 1" / "Storm 2"): often a sister entity worth a look, so a weak pair
         # rather than a conflict.
@@ -238,12 +246,12 @@ def token_similarity(a: str, b: str) -> float:
         return 0.0
     # Steeper than the raw similarity: "Castro" and "Castillo" are different surnames, "Scholz" and
     # "Scholze" are one.
-    sloped = max(0.0, 1.0 - SLOPE * (1.0 - similarity))
+    similarity = max(0.0, 1.0 - SLOPE * (1.0 - similarity))
     if sounds_alike and spelling >= PHONETIC_CLOSE and len(phonetic_key(a)) >= MIN_VARIANT_KEY:
-        return max(sloped, PHONETIC_SIMILARITY)
+        similarity = max(similarity, PHONETIC_SIMILARITY)
     if _typo(a, b):
-        return max(sloped, TYPO_SIMILARITY)
-    return sloped
+        similarity = max(similarity, TYPO_SIMILARITY)
+    return similarity
 
 
 def _typo(a: str, b: str) -> bool:
@@ -275,7 +283,7 @@ class NameComparison:
     query_coverage: float
     list_coverage: float
     conflict: float
-    notes: list[str] = field(default_factory=list)  # what raised the conflict beyond left-over tokens
+    notes: list[str] = field(default_factory=list)  # what each contradiction cost, in words
 
 
 # (similarity, tokens covered, query token positions, list token positions, query text, list text)
@@ -353,24 +361,40 @@ def compare_names(
     q_against = _against(q_left, q_weights, query.legal_forms, q_tokens, floor=bool(l_left))
     l_against = _against(l_left, l_weights, listed.legal_forms, l_tokens, floor=bool(q_left))
     if q_left and l_left and detailed:
-        notes.append(f"'{' '.join(q_tokens[i] for i in q_left)}' in place of '{' '.join(l_tokens[i] for i in l_left)}'")
+        notes.append(
+            f"'{' '.join(q_tokens[i] for i in q_left)}' in place of '{' '.join(l_tokens[i] for i in l_left)}': "
+            f"a contradiction, each part weighing at least {CONTRADICTION_FLOOR}"
+        )
     for value, q_idx, l_idx, q_text, l_text in pairs:
-        if value < WEAK_PAIR and not is_serial(q_text):
+        if value < WEAK_PAIR and not serial_pair(q_text, l_text):
             q_against += WEAK_PAIR_CONFLICT * (1 - value) * sum(q_weights[i] for i in q_idx)
             l_against += WEAK_PAIR_CONFLICT * (1 - value) * sum(l_weights[i] for i in l_idx)
             if detailed:
-                notes.append(f"'{q_text}' and '{l_text}' are only partly alike (similarity {value:.2f})")
+                notes.append(
+                    f"'{q_text}' and '{l_text}' are only partly alike (similarity {value:.2f}): "
+                    f"{WEAK_PAIR_CONFLICT * (1 - value):.2f} of their weight counts as contradiction"
+                )
     conflict = CONFLICT * min(q_against / q_total if q_total else 1.0, l_against / l_total if l_total else 1.0, 1.0)
-    if organisation:
-        conflict += ORGANISATION_EXTRA * max(q_unmatched, l_unmatched)
+    if organisation and max(q_unmatched, l_unmatched):
+        leftover_cost = ORGANISATION_EXTRA * max(q_unmatched, l_unmatched)
+        conflict += leftover_cost
+        if detailed:
+            notes.append(f"a word only one of two entity names has: -{leftover_cost:.2f}")
     if company:
         q_sister = [q_tokens[i] for i in q_left if _names_a_sister(q_tokens[i])]
         l_sister = [l_tokens[i] for i in l_left if _names_a_sister(l_tokens[i])]
         if bool(q_sister) != bool(l_sister):
             conflict += ORGANISATION_DISTINCT
             if detailed:
-                notes.append(f"only one name has '{' '.join(q_sister or l_sister)}': perhaps a sister company")
-    conflict += PATRONYMIC_CROSSING * _patronymic_crossing(q_tokens, l_tokens, pairs, q_weights, q_total)
+                notes.append(
+                    f"only one name has '{' '.join(q_sister or l_sister)}': perhaps a sister company, "
+                    f"-{ORGANISATION_DISTINCT:.2f}"
+                )
+    crossing = PATRONYMIC_CROSSING * _patronymic_crossing(q_tokens, l_tokens, pairs, q_weights, q_total)
+    if crossing:
+        conflict += crossing
+        if detailed:
+            notes.append(f"a person's own name paired with a forebear's across 'bin': -{crossing:.2f}")
     score = max(0.0, (q_coverage + l_coverage) / 2 - conflict)
     # Evidence: what the paired tokens weigh. One common token ("Mohammed", "Trading") fully
     # matched is not enough to name anyone; one rare token (weight about 1) is.
@@ -416,14 +440,39 @@ def _against(
     return sum(weights[i] if tokens[i] in legal_forms else max(CONTRADICTION_FLOOR, weights[i]) for i in left)
 
 
+# Country names that lists and company names write in one word where pycountry's names do not.
+_COUNTRY_WORDS_EXTRA = (
+    "uk",
+    "usa",
+    "britain",
+    "england",
+    "scotland",
+    "wales",
+    "korea",
+    "turkey",
+    "russia",
+    "iran",
+    "syria",
+    "burma",
+    "vietnam",
+    "laos",
+    "bolivia",
+    "venezuela",
+    "tanzania",
+    "moldova",
+    "macau",
+)
+
+
 @lru_cache(maxsize=1)
 def _country_words() -> frozenset[str]:
-    """One-word country names, folded like name tokens ("chile", "mexico", "sweden")."""
+    """One-word country names, folded like name tokens ("chile", "mexico", "sweden", "russia")."""
     import pycountry
 
-    words = set()
+    words = set(_COUNTRY_WORDS_EXTRA)
     for country in pycountry.countries:
-        for name in (country.name, getattr(country, "common_name", "")):
+        for attribute in ("name", "common_name", "official_name"):
+            name = getattr(country, attribute, "")
             if name and " " not in name and "," not in name:
                 words.add(fold_name(name))
     return frozenset(words)

@@ -407,6 +407,34 @@ def test_omitted_parts_and_the_same_company_are_not_penalised_as_contradictions(
     assert compare("Victory", "Victory 3", entity_type="vessel").score >= DEFAULT
 
 
+def test_initials_v_and_x_are_letters_unless_beside_a_numeral():
+    assert compare("Sergey Yuryevich V", "Sergey Yuryevich X", entity_type="individual").score < 0.5
+    assert compare("Bike Center", "BIKE V. CENTER", entity_type="entity").score >= DEFAULT
+    partners = compare("Blackstone Partners IV L.P.", "Blackstone Partners V L.P.", entity_type="entity")
+    assert partners.score >= DEFAULT
+
+
+def test_every_contradiction_is_named_in_the_notes():
+    crossing = compare("Salman bin Muhammad al-Rawi", "Muhammad bin Salman al-Rawi", entity_type="individual")
+    assert any("forebear" in note for note in crossing.notes)
+    russia = compare("Alpha Trading Russia", "Alpha Trading", entity_type="entity")
+    assert russia.score < DEFAULT
+    assert any(note.startswith("only one name has 'russia'") for note in russia.notes)
+    assert any(note.startswith("a word only one of two entity names has") for note in russia.notes)
+
+
+def test_a_written_legal_form_never_hides_a_company_from_search():
+    # The index compares legal forms directly: "OAO" pairs with the "JSC" the list name's
+    # "Public Joint Stock Company" becomes, and the candidate bound must allow for it.
+    listed = "PUBLIC JOINT STOCK COMPANY ROSBANK"
+    screener = Screener.build([organisation("1", listed), organisation("2", "BELLETECH CORP")])
+    for name in ("OAO Rosbank", "PAO Rosbank", "Rosbank JSC"):
+        expected = compare(name, listed, entity_type="entity").score
+        found = screener.search(ScreeningQuery(name=name, entity_type="entity"), threshold=DEFAULT)
+        assert [match.key for match in found] == ["1"], name
+        assert found[0].score == pytest.approx(expected, abs=1e-3)
+
+
 def test_pruning_never_drops_a_name_that_would_score(screener, monkeypatch):
     """The candidate bound is an upper bound: scoring every name gives the same hits."""
     from compliance.screening.index import NameIndex
