@@ -330,11 +330,18 @@ class NameIndex:
             for token_id, value in self.similar_tokens(token, joined=True).tokens:
                 known[(token, vocabulary[token_id])] = value
 
+        numeral: dict[str, bool] = {}  # per query token: a number, so it may pair with the list's numbers
+
         def similarity(a: str, b: str) -> float:
             value = known.get((a, b))
             if value is not None:
                 return value
-            if len(a) == 1 or len(b) == 1 or a in LEGAL_FORM_CANONICAL or serial_pair(a, b):
+            if len(a) == 1 or len(b) == 1 or a in LEGAL_FORM_CANONICAL:
+                return cached_similarity(a, b)
+            a_numeral = numeral.get(a)
+            if a_numeral is None:
+                a_numeral = numeral[a] = is_serial(a) or a in LONE_NUMERALS
+            if a_numeral and serial_pair(a, b):
                 return cached_similarity(a, b)
             return 0.0
 

@@ -204,9 +204,13 @@ ROMAN_SERIALS = frozenset(_roman(number) for number in range(2, 40)) - {"i", "v"
 LONE_NUMERALS = frozenset({"v", "x"})  # numerals only beside another numeral ("Partners IV" / "V")
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def is_serial(token: str) -> bool:
     """A number, a code with digits, or a Roman numeral: what tells apart funds, trusts, vessels."""
-    return token in ROMAN_SERIALS or any(char.isdigit() for char in token)
+    # Called for every token pair the index did not find: most tokens are letters only (isalpha, in C).
+    return token in ROMAN_SERIALS or (not token.isalpha() and _DIGIT.search(token) is not None)
 
 
 def serial_pair(a: str, b: str) -> bool:
