@@ -27,6 +27,7 @@ from .scoring import (
     EVIDENCE,
     INITIAL_SIMILARITY,
     LONE_NUMERALS,
+    country_words,
     is_serial,
     normalise_countries,
     parse_dates,
@@ -194,6 +195,7 @@ class NameIndex:
         ]
         # First letters of each name's tokens, one bit per letter: which initials a name can pair.
         self.name_initials: list[int] = [_letters_mask(indexed.normalised.tokens) for indexed in self.names]
+        country_words()  # read once here rather than during the first company query
         self._similar_cache: dict[tuple[str, bool], Similar] = {}
         self._cached_entries = 0
         self._born_near_cache: dict[int, frozenset[int]] = {}

@@ -469,7 +469,7 @@ _COUNTRY_WORDS_EXTRA = (
 
 
 @lru_cache(maxsize=1)
-def _country_words() -> frozenset[str]:
+def country_words() -> frozenset[str]:
     """One-word country names, folded like name tokens ("chile", "mexico", "sweden", "russia")."""
     import pycountry
 
@@ -484,7 +484,7 @@ def _country_words() -> frozenset[str]:
 
 def _names_a_sister(token: str) -> bool:
     """A number or a country in a company name: what tells a group's companies apart."""
-    return is_serial(token) or token in _country_words()
+    return is_serial(token) or token in country_words()
 
 
 def _generations(tokens: Sequence[str]) -> list[int]:
