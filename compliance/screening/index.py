@@ -426,9 +426,7 @@ class NameIndex:
         units.sort(key=lambda unit: -unit[0])
         free_share = free_query_weight / query_total
         # Legal forms and numbers are compared directly, whatever the keys found.
-        legal_weight = sum(
-            weight for token, weight in zip(tokens, query_weights, strict=True) if len(token) > 1 and _direct(token)
-        )
+        legal_weight = sum(weight for token, weight in zip(tokens, query_weights, strict=True) if _direct(token))
         direct_share = legal_weight / query_total
 
         def pool_for(level: float) -> set[int]:

@@ -331,6 +331,8 @@ def compare_names(
             if q_idx[0] in used_q and q_idx[1] in used_q and len(used_l) == len(l_tokens):
                 continue
             for j, l_text in enumerate(l_tokens):
+                if len(l_text) == 1:
+                    continue  # an initial stands for one name part, not two written together
                 value = similarity(q_text, l_text)
                 if value > 0:
                     extra.append((value, 2, q_idx, (j,), q_text, l_text))
@@ -338,6 +340,8 @@ def compare_names(
             if l_idx[0] in used_l and l_idx[1] in used_l and len(used_q) == len(q_tokens):
                 continue
             for i, q_text in enumerate(q_tokens):
+                if len(q_text) == 1:
+                    continue
                 value = similarity(q_text, l_text)
                 if value > 0:
                     extra.append((value, 2, (i,), l_idx, q_text, l_text))

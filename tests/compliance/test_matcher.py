@@ -414,6 +414,12 @@ def test_initials_v_and_x_are_letters_unless_beside_a_numeral():
     assert partners.score >= DEFAULT
 
 
+def test_an_initial_stands_for_one_name_part_not_two_written_together():
+    comparison = compare("Sergey Yuryevich V", "CHEMEZOV, Sergey Victorovich", entity_type="individual")
+    assert comparison.score < DEFAULT
+    assert all(pair.listed in ("sergey", "victorovich", "chemezov") for pair in comparison.pairs)
+
+
 def test_every_contradiction_is_named_in_the_notes():
     crossing = compare("Salman bin Muhammad al-Rawi", "Muhammad bin Salman al-Rawi", entity_type="individual")
     assert any("forebear" in note for note in crossing.notes)

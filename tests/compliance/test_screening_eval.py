@@ -94,3 +94,57 @@ def test_the_command_prints_every_section():
 def test_bad_arguments_are_clear_errors(arguments, message):
     with pytest.raises(CommandError, match=message):
         call_command("screening_eval", *arguments, stdout=StringIO(), stderr=StringIO())
+
+
+# Altered list names that once made the pruned search drop a name scoring above the threshold:
+# legal forms written other than canonically, initials, lone numerals, countries.
+PRUNING_CASES = [
+    ("oao rosbank", "entity", 0.75),
+    ("ao sovkombank", "entity", 0.6),
+    ("mashinostroitelnyy zavod oao", None, 0.6),
+    ("jsc v srz", None, 0.75),
+    ("a fze energy", None, 0.85),
+    ("x ark", None, 0.85),
+    ("tian yu x", "vessel", 0.7),
+    ("sergey yuryevich v", "individual", 0.7),
+    ("aqsa spanm i stiftelse chile", None, 0.6),
+    ("adnan sahraoui walid", "individual", 0.6),
+]
+
+
+def _altered_list_names(screener, every=400):
+    """Every ``every``-th list name with a trailing initial, with "OAO" in front, with "X" in front,
+    and without its last part: the shapes of real queries the candidate bound has to allow for."""
+    queries = []
+    for indexed in screener.index.names[::every]:
+        tokens = list(indexed.normalised.tokens)
+        kind = "entity" if len(tokens) > 1 and indexed.normalised.legal_forms else None
+        queries += [(" ".join([*tokens, "v"]), kind, 0.7), ("oao " + " ".join(tokens), kind, 0.7)]
+        queries += [("x " + " ".join(tokens), None, 0.85)]
+        if len(tokens) > 2:
+            queries.append((" ".join(tokens[:-1]), None, 0.6))
+    return queries
+
+
+def test_the_pruned_search_finds_what_scoring_every_reached_name_finds(screener, monkeypatch):
+    from compliance.screening import ScreeningQuery
+    from compliance.screening.index import NameIndex
+
+    cases = PRUNING_CASES + _altered_list_names(screener)
+    queries = [ScreeningQuery(name=name, entity_type=kind) for name, kind, _ in cases]
+
+    def found():
+        return [
+            {(match.source, match.key) for match in screener.search(query, threshold=level, limit=1000)}
+            for query, (_, _, level) in zip(queries, cases, strict=True)
+        ]
+
+    pruned = found()
+    every = NameIndex.candidates
+    monkeypatch.setattr(
+        NameIndex, "candidates", lambda index, query, floor, needed=None, **kw: every(index, query, 0.0)
+    )
+    full = found()
+    assert sum(map(len, full)) > len(PRUNING_CASES)  # the cases do reach names
+    differing = [(case, sorted(f - p)) for case, p, f in zip(cases, pruned, full, strict=True) if p != f]
+    assert differing == []
