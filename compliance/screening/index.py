@@ -503,7 +503,7 @@ class NameIndex:
         for token in tokens:
             if len(token) == 1 and token.isalpha():
                 initial_bits |= _letter_bit(token)
-        doubled_floor = 2 * floor
+        doubled_floor = 2 * floor - 1e-9  # a bound equal to the floor must pass despite rounding
         evidence_floor = EVIDENCE
         found_names = []
         for name_id, (query_sum, list_sum, evidence) in sums.items():
@@ -522,7 +522,7 @@ class NameIndex:
             )
             if evidence < evidence_floor:
                 bound *= evidence / evidence_floor
-            if (bound >= doubled_floor or (boosted and name_id in boosted and bound >= 2 * lower_floor)) and (
+            if (bound >= doubled_floor or (boosted and name_id in boosted and bound >= 2 * lower_floor - 1e-9)) and (
                 needed is None or bound >= 2 * needed(name_id)
             ):
                 found_names.append(name_id)
