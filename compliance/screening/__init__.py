@@ -24,6 +24,7 @@ from .scoring import (
     COUNTRY_MATCH,
     DOB_EXACT,
     FORMER_NAME_FACTOR,
+    SCORE_TOLERANCE,
     WEAK_ALIAS_CAP,
     Factor,
     NameComparison,
@@ -183,7 +184,7 @@ class Screener:
                 return 2.0  # out of reach
             if indexed.kind == NameKind.FORMER_NAME:
                 floor /= FORMER_NAME_FACTOR
-            return floor - 1e-9
+            return floor - SCORE_TOLERANCE
 
         candidate_names = index.candidates(
             normalised,

@@ -27,6 +27,7 @@ from .scoring import (
     EVIDENCE,
     INITIAL_SIMILARITY,
     LONE_NUMERALS,
+    SCORE_TOLERANCE,
     country_words,
     is_serial,
     normalise_countries,
@@ -332,18 +333,11 @@ class NameIndex:
             for token_id, value in self.similar_tokens(token, joined=True).tokens:
                 known[(token, vocabulary[token_id])] = value
 
-        numeral: dict[str, bool] = {}  # per query token: a number, so it may pair with the list's numbers
-
         def similarity(a: str, b: str) -> float:
             value = known.get((a, b))
             if value is not None:
                 return value
-            if len(a) == 1 or len(b) == 1 or a in LEGAL_FORM_CANONICAL:
-                return cached_similarity(a, b)
-            a_numeral = numeral.get(a)
-            if a_numeral is None:
-                a_numeral = numeral[a] = is_serial(a) or a in LONE_NUMERALS
-            if a_numeral and serial_pair(a, b):
+            if len(a) == 1 or len(b) == 1 or a in LEGAL_FORM_CANONICAL or serial_pair(a, b):
                 return cached_similarity(a, b)
             return 0.0
 
@@ -503,7 +497,7 @@ class NameIndex:
         for token in tokens:
             if len(token) == 1 and token.isalpha():
                 initial_bits |= _letter_bit(token)
-        doubled_floor = 2 * floor - 1e-9  # a bound equal to the floor must pass despite rounding
+        doubled_floor = 2 * floor - SCORE_TOLERANCE
         evidence_floor = EVIDENCE
         found_names = []
         for name_id, (query_sum, list_sum, evidence) in sums.items():
@@ -522,8 +516,9 @@ class NameIndex:
             )
             if evidence < evidence_floor:
                 bound *= evidence / evidence_floor
-            if (bound >= doubled_floor or (boosted and name_id in boosted and bound >= 2 * lower_floor - 1e-9)) and (
-                needed is None or bound >= 2 * needed(name_id)
-            ):
+            if (
+                bound >= doubled_floor
+                or (boosted and name_id in boosted and bound >= 2 * lower_floor - SCORE_TOLERANCE)
+            ) and (needed is None or bound >= 2 * needed(name_id)):
                 found_names.append(name_id)
         return found_names

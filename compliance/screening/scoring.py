@@ -59,6 +59,7 @@ WEAK_PAIR_CONFLICT = 0.5  # the share of a weak pair's dissimilarity that counts
 CONTRADICTION_FLOOR = 0.5  # a name part in place of another contradicts it even when common ("Mohamed"/"Ali")
 SLOPE = 2.0
 EVIDENCE = 0.9
+SCORE_TOLERANCE = 1e-9  # a score or bound equal to a floor reaches it despite floating-point rounding
 ORGANISATION_EXTRA = 0.15  # an extra word in a company name ("Trust Company") often names another company
 ORGANISATION_DISTINCT = 0.15  # a number or country only one company name has ("Fund II", "Santander Chile")
 PATRONYMIC_CROSSING = 0.8  # "Ahmad bin Hasan" is not "Hasan bin Ahmad"
@@ -448,28 +449,8 @@ def _against(
     return sum(weights[i] if tokens[i] in legal_forms else max(CONTRADICTION_FLOOR, weights[i]) for i in left)
 
 
-# Country names that lists and company names write in one word where pycountry's names do not.
-_COUNTRY_WORDS_EXTRA = (
-    "uk",
-    "usa",
-    "britain",
-    "england",
-    "scotland",
-    "wales",
-    "korea",
-    "turkey",
-    "russia",
-    "iran",
-    "syria",
-    "burma",
-    "vietnam",
-    "laos",
-    "bolivia",
-    "venezuela",
-    "tanzania",
-    "moldova",
-    "macau",
-)
+# One-word country names in common use that neither pycountry nor the lists' wordings give.
+_COUNTRY_WORDS_EXTRA = ("uk", "britain", "england", "scotland", "wales", "korea")
 
 
 @lru_cache(maxsize=1)
@@ -477,7 +458,10 @@ def country_words() -> frozenset[str]:
     """One-word country names, folded like name tokens ("chile", "mexico", "sweden", "russia")."""
     import pycountry
 
+    from compliance.lists.countries import LIST_WORDINGS
+
     words = set(_COUNTRY_WORDS_EXTRA)
+    words.update(fold_name(wording) for wording in LIST_WORDINGS if " " not in wording and "," not in wording)
     for country in pycountry.countries:
         for attribute in ("name", "common_name", "official_name"):
             name = getattr(country, attribute, "")
