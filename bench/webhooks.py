@@ -14,7 +14,7 @@
    of this process and of its PostgreSQL backend per event.
 
     .venv/bin/python bench/webhooks.py [--deliveries 30000] [--duration 10] [--connections 16]
-        [--web-workers 2] [--web-threads 4] [--worker-processes 2] [--client wrk|python]
+        [--web-workers 2] [--web-threads 4] [--worker-class gthread|sync] [--worker-processes 2] [--client wrk|python]
     .venv/bin/python bench/webhooks.py --in-process [--deliveries 10000]
 
 Needs PostgreSQL and Redis (BENCH_DATABASE_SERVER, default postgres://postgres@127.0.0.1:5432;
@@ -360,6 +360,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, sync)")
     parser.add_argument("--worker-processes", type=int, default=2, help="processes of the Celery worker (1: solo pool)")
     parser.add_argument("--in-process", action="store_true", help="store directly and drain in this process")
     args = parser.parse_args()
@@ -409,7 +410,7 @@ def main() -> None:
             "-w",
             str(args.web_workers),
             "-k",
-            "gthread",
+            args.worker_class,
             "--threads",
             str(args.web_threads),
             "--keep-alive",
@@ -455,7 +456,10 @@ def main() -> None:
         client = f"wrk, {args.wrk_threads} thread(s), {args.connections} connections, {args.duration} s"
     else:
         client = f"{args.clients}x{args.threads} Python client threads"
-    print(f"ingestion: gunicorn {args.web_workers} workers x {args.web_threads} threads; client: {client}")
+    layout = f"{args.web_workers} {args.worker_class} workers"
+    if args.worker_class == "gthread":
+        layout += f" x {args.web_threads} threads"
+    print(f"ingestion: gunicorn {layout}; client: {client}")
     print(
         f"  {measured['requests']} deliveries answered, {measured['errors']} not 2xx or failed; "
         f"{stored} new events stored"

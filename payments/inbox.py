@@ -47,6 +47,8 @@ DRAIN_FLAG = "payments:webhook-drain-queued"
 # PostgreSQL's per-backend subtransaction cache overflows, which slows every snapshot taken on
 # the server. 50 stays under that and holds the rows a batch locks for a few tens of ms.
 DRAIN_BATCH = 50
+# Events one drain applies at most; the drain task then queues the next one (webhook_drain).
+DRAIN_MAX_EVENTS = 100_000
 # Inside a drain, an event waits at most this long for a row another transaction holds (a
 # second drain, a single-event retry). It then stays "received" and is taken again by the next
 # batch, after the other transaction committed: two drains that lock the same payments in
@@ -62,6 +64,8 @@ DRAIN_LOCK_SPACE = 0x77686B31
 _TRY_LOCK_KEYS = "SELECT key FROM unnest(%s::text[]) AS key WHERE NOT pg_try_advisory_xact_lock(%s, hashtext(key))"
 
 _drain_flag_client: redis.Redis | None = None
+# When this process last set the drain flag (time.monotonic), for WEBHOOK_DRAIN_SIGNAL_WINDOW_MS.
+_signalled_at = float("-inf")
 
 
 def _drain_flag_redis() -> redis.Redis:
@@ -74,15 +78,25 @@ def _drain_flag_redis() -> redis.Redis:
 
 
 def webhook_drain_request() -> None:
-    """After a delivery commits: queue one drain task unless one is already queued (coalesced).
+    """After a delivery committed: make sure a drain will look for it (coalesced).
 
     Publishing a Celery message costs more than storing the delivery; at high rates one drain
     task per burst applies every waiting event instead of one task per event. The flag is the
     cache entry ``DRAIN_FLAG`` (so ``cache.get``/``cache.delete`` see it), set with one raw
-    ``SET NX EX`` on a kept connection: the cheapest atomic "first since the last look".
+    ``SET NX EX`` on a kept connection: the cheapest atomic "first since the last look"; the
+    delivery that sets it queues the drain.
+
+    A process that set the flag less than ``WEBHOOK_DRAIN_SIGNAL_WINDOW_MS`` ago does not set it
+    again: the drain that clears that flag looks once more at least that long after clearing it
+    (``webhook_drain``), after this delivery's commit. At high rates this spares nearly every
+    delivery its Redis round trip.
     """
+    global _signalled_at
     from .tasks import drain_webhooks
 
+    now = time.monotonic()
+    if now - _signalled_at < settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS / 1000:
+        return
     try:
         first = _drain_flag_redis().set(cache.make_key(DRAIN_FLAG), 1, nx=True, ex=settings.WEBHOOK_STALE_SECONDS)
     except redis.RedisError:
@@ -90,15 +104,20 @@ def webhook_drain_request() -> None:
         # enqueues it once it is WEBHOOK_STALE_SECONDS old.
         logger.exception("could not set the webhook drain flag; the sweep will pick the delivery up")
         return
+    # Only a flag known to be set opens the window; the time is taken before the SET, so the
+    # window never outlasts the drain's closing look.
+    _signalled_at = now
     if first:
         enqueue_on_commit(drain_webhooks)
 
 
-def webhook_drain(*, max_events: int = 100_000, fan_out: bool = False) -> int:
+def webhook_drain(*, max_events: int = DRAIN_MAX_EVENTS, fan_out: bool = False) -> int:
     """Apply received events oldest first, in batches, until none is left; the number applied.
 
     The queued flag is cleared before each look, so a delivery committed after the last look
-    finds no flag and queues a drain of its own: nothing waits for the sweep. A batch in which
+    finds no flag and queues a drain of its own: nothing waits for the sweep. The last look comes
+    at least ``WEBHOOK_DRAIN_SIGNAL_WINDOW_MS`` after the last clear (a delivery whose process set
+    the flag shortly before that clear sent no signal of its own). A batch in which
     every event waited on rows another worker holds ends the drain: when that worker is a drain,
     its next look takes them once its own batch commits; otherwise the sweep does. A batch whose
     events all belong to payments other drains are applying (their partitions) pauses briefly
@@ -108,12 +127,18 @@ def webhook_drain(*, max_events: int = 100_000, fan_out: bool = False) -> int:
     backlog: ``WEBHOOK_DRAIN_PARALLEL - 1`` more drains are queued to work through it side by
     side, on the worker's other processes. They never fan out themselves.
     """
+    window = settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS / 1000
     applied = 0
     first = True
     pauses = 0
     isolated = False
+    clear = True
+    cleared_at = float("-inf")
     while applied < max_events:
-        cache.delete(DRAIN_FLAG)
+        if clear:
+            cache.delete(DRAIN_FLAG)
+            cleared_at = time.monotonic()
+        looked_at = time.monotonic()
         limit = min(DRAIN_BATCH, max_events - applied)
         outcome = _drain_batch(limit, isolated=isolated)
         count = outcome.decided
@@ -124,16 +149,25 @@ def webhook_drain(*, max_events: int = 100_000, fan_out: bool = False) -> int:
         # it again, so that batch goes straight to one savepoint per event instead of timing out
         # once without and once with.
         isolated = outcome.waited_on_rows > 0
+        clear = True
         if count:
             applied += count
             pauses = 0
             continue
-        if not outcome.held_by_drains or pauses >= DRAIN_PAUSES:
+        if outcome.held_by_drains and pauses < DRAIN_PAUSES:
+            # Every event this batch took belongs to a payment another drain is applying right
+            # now: that drain commits within tens of milliseconds, then they are this drain's.
+            pauses += 1
+            time.sleep(DRAIN_PAUSE_SECONDS)
+            continue
+        settle = cleared_at + window - looked_at
+        if settle <= 0:
             break
-        # Every event this batch took belongs to a payment another drain is applying right now:
-        # that drain commits within tens of milliseconds, then they are this drain's to take.
-        pauses += 1
-        time.sleep(DRAIN_PAUSE_SECONDS)
+        # An endpoint process that set the flag this drain cleared skips signalling for the
+        # window after it (webhook_drain_request): one more look, at least that long after the
+        # clear and without clearing, finds what it stored meanwhile.
+        time.sleep(settle)
+        clear = False
     return applied
 
 

@@ -7,10 +7,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from fintech.core.celery_base import FintechTask, TransientError
+from fintech.core.queue import enqueue_on_commit
 
 from .dunning import dunning_due_plan_ids, dunning_retry
 from .gateways import GatewayError
-from .inbox import webhook_drain, webhook_process, webhook_sweep
+from .inbox import DRAIN_MAX_EVENTS, webhook_drain, webhook_process, webhook_sweep
 from .models import Payment
 
 logger = logging.getLogger("fintech.payments.tasks")
@@ -26,8 +27,11 @@ def drain_webhooks(*, fan_out: bool = True) -> None:
     """Queued (coalesced) by the webhook endpoints: applies every received event.
 
     A backlog fans out to ``WEBHOOK_DRAIN_PARALLEL`` drains (the queued ones get ``fan_out=False``).
+    A drain that stopped at ``DRAIN_MAX_EVENTS`` queues the next, which goes on with the backlog
+    and makes the closing look this one did not.
     """
-    webhook_drain(fan_out=fan_out)
+    if webhook_drain(max_events=DRAIN_MAX_EVENTS, fan_out=fan_out) >= DRAIN_MAX_EVENTS:
+        enqueue_on_commit(drain_webhooks, fan_out=False)
 
 
 @shared_task(name="payments.sweep_webhooks", base=FintechTask)

@@ -247,6 +247,10 @@ WEBHOOK_STALE_SECONDS = env.int("WEBHOOK_STALE_SECONDS", default=120)
 # Drains that work through a webhook backlog side by side (one per worker process is the most
 # that helps; the run command's worker has WORKER_CONCURRENCY=2 processes).
 WEBHOOK_DRAIN_PARALLEL = env.int("WEBHOOK_DRAIN_PARALLEL", default=2)
+# A web process that set the drain flag skips setting it again for this long (one Redis round
+# trip per window instead of per delivery); a drain looks once more this long after its last
+# clear of the flag. 0: every delivery sets it and a drain ends at its first empty look.
+WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = env.int("WEBHOOK_DRAIN_SIGNAL_WINDOW_MS", default=25)
 # Dunning: hours after the failure (then after each retry) at which a failed payment is retried.
 PAYMENTS_DUNNING_RETRY_HOURS = env.list("PAYMENTS_DUNNING_RETRY_HOURS", cast=int, default=[24, 72, 168])
 # Where the sandbox stand-in listens and where it delivers webhooks (development and demo only).

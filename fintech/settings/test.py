@@ -32,6 +32,9 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 CELERY_RETRY_BACKOFF_SECONDS = 1
 CELERY_RETRY_BACKOFF_MAX_SECONDS = 2
 WHITENOISE_USE_FINDERS = True
+# Every delivery signals the drain (tests that look at the flag after each delivery); the
+# window's own tests turn it on.
+WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 0
 # Close connections after each request/task, so a worker or live-server thread never holds
 # one open when the test database is dropped.
 DATABASES["default"]["CONN_MAX_AGE"] = 0

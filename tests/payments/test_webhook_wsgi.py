@@ -226,3 +226,168 @@ def _admin_params() -> dict:
         "user": settings_dict["USER"],
         "autocommit": True,
     }
+
+
+def _sent_drains(monkeypatch) -> list:
+    from payments.tasks import drain_webhooks
+
+    sent: list = []
+    monkeypatch.setattr(drain_webhooks, "apply_async", lambda args=(), kwargs=None, **options: sent.append(kwargs))
+    return sent
+
+
+def test_a_web_process_signals_the_drain_once_per_window(settings, monkeypatch):
+    settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 60_000
+    monkeypatch.setattr(inbox, "_signalled_at", float("-inf"))
+    sent = _sent_drains(monkeypatch)
+    cache.delete(DRAIN_FLAG)
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_win1", "requires_payment_method")))[0] == 200
+    assert cache.get(DRAIN_FLAG) == 1 and len(sent) == 1
+    cache.delete(DRAIN_FLAG)  # a drain cleared it
+    # Within the window: stored and answered, no round trip to Redis, no second drain queued.
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_win2", "requires_payment_method")))[0] == 200
+    assert cache.get(DRAIN_FLAG) is None and len(sent) == 1
+    # Once the window is over, the next delivery signals again.
+    monkeypatch.setattr(inbox, "_signalled_at", inbox._signalled_at - 60)
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_win3", "requires_payment_method")))[0] == 200
+    assert cache.get(DRAIN_FLAG) == 1 and len(sent) == 2
+    assert WebhookEvent.objects.count() == 3
+
+
+def test_a_drain_looks_again_after_the_window_for_a_delivery_that_sent_no_signal(settings, monkeypatch):
+    """The race the window opens: a delivery stored after the drain's last look, by a process that
+    set the flag just before the drain cleared it, sends no signal; the drain's closing look,
+    a window after the clear, applies it."""
+    settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 300
+    monkeypatch.setattr(inbox, "_signalled_at", float("-inf"))
+    _sent_drains(monkeypatch)
+    cache.delete(DRAIN_FLAG)
+    assert post_stripe(stripe_event("payment_intent.succeeded", intent("pi_settle1", "succeeded")))[0] == 200
+    assert cache.get(DRAIN_FLAG) == 1
+
+    real_sleep, waits = inbox.time.sleep, []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            # The drain applied the first delivery and found nothing more: the second arrives now.
+            assert post_stripe(stripe_event("payment_intent.succeeded", intent("pi_settle2", "succeeded")))[0] == 200
+            assert cache.get(DRAIN_FLAG) is None  # within the window: no signal
+        real_sleep(seconds)
+
+    monkeypatch.setattr(inbox.time, "sleep", sleep)
+    assert webhook_drain() == 2
+    # The closing look found the second delivery: the drain cleared the flag again, so it waited
+    # once more before its final, empty look.
+    assert len(waits) == 2 and all(0 < wait <= 0.3 for wait in waits)
+    assert set(Payment.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert Payment.objects.count() == 2
+    assert not WebhookEvent.objects.filter(status="received").exists()
+
+
+def test_without_a_window_a_drain_ends_at_its_first_empty_look(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(inbox.time, "sleep", waits.append)
+    assert post_stripe(stripe_event("payment_intent.succeeded", intent("pi_nowin", "succeeded")))[0] == 200
+    assert webhook_drain() == 1 and waits == []
+
+
+def test_a_failed_signal_opens_no_window(settings, monkeypatch):
+    settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 60_000
+    monkeypatch.setattr(inbox, "_signalled_at", float("-inf"))
+    sent = _sent_drains(monkeypatch)
+    cache.delete(DRAIN_FLAG)
+    location = settings.CACHES["default"]["LOCATION"]
+    monkeypatch.setattr(inbox, "_drain_flag_client", None)
+    monkeypatch.setitem(settings.CACHES["default"], "LOCATION", "redis://127.0.0.1:1/0")
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_fail1", "requires_payment_method")))[0] == 200
+    # Redis is back: the next delivery, well within the window, still signals.
+    monkeypatch.setitem(settings.CACHES["default"], "LOCATION", location)
+    monkeypatch.setattr(inbox, "_drain_flag_client", None)
+    assert post_stripe(stripe_event("payment_intent.created", intent("pi_fail2", "requires_payment_method")))[0] == 200
+    assert cache.get(DRAIN_FLAG) == 1 and len(sent) == 1
+
+
+def test_a_drain_task_that_reached_its_limit_queues_the_next(monkeypatch):
+    from payments import tasks
+
+    sent = _sent_drains(monkeypatch)
+    monkeypatch.setattr(tasks, "DRAIN_MAX_EVENTS", 2)
+    for n in range(3):
+        event = stripe_event("payment_intent.created", intent(f"pi_lim{n}", "requires_payment_method"))
+        assert post_stripe(event)[0] == 200
+    sent.clear()
+    tasks.drain_webhooks.run(fan_out=False)
+    assert WebhookEvent.objects.filter(status="received").count() == 1
+    assert sent == [{"fan_out": False}]
+    tasks.drain_webhooks.run(fan_out=False)
+    assert not WebhookEvent.objects.filter(status="received").exists() and sent == [{"fan_out": False}]
+
+
+def test_concurrent_deliveries_with_a_signal_window_are_all_applied_without_the_sweep(settings, monkeypatch):
+    """Rounds of web threads delivering in bursts and pauses while a worker runs every drain they
+    queue: whichever deliveries skipped signalling, no event is left for the sweep once the
+    worker has nothing more to run."""
+    import queue
+    import random
+    import threading
+    import time
+
+    from django.db import connections
+
+    from payments.tasks import drain_webhooks
+
+    settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 250
+    monkeypatch.setattr(inbox, "_signalled_at", float("-inf"))
+    cache.delete(DRAIN_FLAG)
+    queued: queue.Queue = queue.Queue()
+    monkeypatch.setattr(drain_webhooks, "apply_async", lambda args=(), kwargs=None, **options: queued.put(kwargs))
+    running = threading.Event()
+    running.set()
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            while running.is_set():
+                try:
+                    kwargs = queued.get(timeout=0.02)
+                except queue.Empty:
+                    continue
+                try:
+                    webhook_drain(**(kwargs or {}))
+                finally:
+                    queued.task_done()
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    def web(round_: int, thread: int) -> None:
+        pace = random.Random(round_ * 10 + thread)  # noqa: S311 - pauses, not secrets
+        try:
+            for n in range(8):
+                event = stripe_event("payment_intent.succeeded", intent(f"pi_cw{round_}x{thread}x{n}", "succeeded"))
+                assert post_stripe(event)[0] == 200
+                time.sleep(pace.choice([0, 0.02, 0.05, 0.08]))
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    drainer = threading.Thread(target=worker)
+    drainer.start()
+    try:
+        for round_ in range(3):
+            senders = [threading.Thread(target=web, args=(round_, thread)) for thread in range(4)]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join()
+            queued.join()  # every queued drain has run to its end
+            assert not failures
+            assert WebhookEvent.objects.count() == 32 * (round_ + 1)
+            assert not WebhookEvent.objects.exclude(status="processed").exists(), f"round {round_}"
+    finally:
+        running.clear()
+        drainer.join(60)
+    assert Payment.objects.filter(status="succeeded").count() == 96
