@@ -411,8 +411,8 @@ def main() -> None:
             str(args.web_workers),
             "-k",
             args.worker_class,
-            "--threads",
-            str(args.web_threads),
+            # gunicorn runs gthread whenever --threads is above 1, whatever the class asked for.
+            *(["--threads", str(args.web_threads)] if args.worker_class == "gthread" else []),
             "--keep-alive",
             "30",
             "--log-level",

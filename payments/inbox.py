@@ -47,7 +47,7 @@ DRAIN_FLAG = "payments:webhook-drain-queued"
 # PostgreSQL's per-backend subtransaction cache overflows, which slows every snapshot taken on
 # the server. 50 stays under that and holds the rows a batch locks for a few tens of ms.
 DRAIN_BATCH = 50
-# Events one drain applies at most; the drain task then queues the next one (webhook_drain).
+# Events one drain applies at most; the drain task then queues the next one (tasks.drain_webhooks).
 DRAIN_MAX_EVENTS = 100_000
 # Inside a drain, an event waits at most this long for a row another transaction holds (a
 # second drain, a single-event retry). It then stays "received" and is taken again by the next
@@ -114,12 +114,13 @@ def webhook_drain_request() -> None:
 def webhook_drain(*, max_events: int = DRAIN_MAX_EVENTS, fan_out: bool = False) -> int:
     """Apply received events oldest first, in batches, until none is left; the number applied.
 
-    The queued flag is cleared before each look, so a delivery committed after the last look
-    finds no flag and queues a drain of its own: nothing waits for the sweep. The last look comes
-    at least ``WEBHOOK_DRAIN_SIGNAL_WINDOW_MS`` after the last clear (a delivery whose process set
-    the flag shortly before that clear sent no signal of its own). A batch in which
-    every event waited on rows another worker holds ends the drain: when that worker is a drain,
-    its next look takes them once its own batch commits; otherwise the sweep does. A batch whose
+    The queued flag is cleared before every look but the closing one, so a delivery committed
+    after the last clear finds no flag and queues a drain of its own: nothing waits for the
+    sweep. The closing look comes at least ``WEBHOOK_DRAIN_SIGNAL_WINDOW_MS`` after the last
+    clear, without clearing: a delivery whose process had set the flag shortly before that clear
+    sent no signal of its own, and was committed before that look. Events that waited on rows
+    another worker holds are left received: when that worker is a drain, its next look takes
+    them once its own batch commits; otherwise the sweep does. A batch whose
     events all belong to payments other drains are applying (their partitions) pauses briefly
     and looks again instead, so a drain does not end while the backlog lasts.
 
@@ -160,13 +161,12 @@ def webhook_drain(*, max_events: int = DRAIN_MAX_EVENTS, fan_out: bool = False) 
             pauses += 1
             time.sleep(DRAIN_PAUSE_SECONDS)
             continue
-        settle = cleared_at + window - looked_at
-        if settle <= 0:
+        if looked_at - cleared_at >= window:
             break
         # An endpoint process that set the flag this drain cleared skips signalling for the
         # window after it (webhook_drain_request): one more look, at least that long after the
         # clear and without clearing, finds what it stored meanwhile.
-        time.sleep(settle)
+        time.sleep(max(0.0, cleared_at + window - time.monotonic()))
         clear = False
     return applied
 

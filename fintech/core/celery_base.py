@@ -1,7 +1,7 @@
 """The base class of every task: retries with exponential backoff and jitter, then a recorded failure.
 
 A task lists the exceptions worth retrying in ``autoretry_for`` (default: lost database or broker
-connections, and ``TransientError``). After ``max_retries`` the failure is stored by
+connections, Redis timeouts, and ``TransientError``). After ``max_retries`` the failure is stored by
 django-celery-results (admin: Task results, status FAILURE) and logged.
 """
 
@@ -11,6 +11,7 @@ from celery import Task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger("fintech.tasks")
 
@@ -20,7 +21,7 @@ class TransientError(Exception):
 
 
 class FintechTask(Task):
-    autoretry_for = (TransientError, OperationalError, InterfaceError, RedisConnectionError)
+    autoretry_for = (TransientError, OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
     retry_jitter = True
 
     @property

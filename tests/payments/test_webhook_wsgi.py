@@ -254,42 +254,59 @@ def test_a_web_process_signals_the_drain_once_per_window(settings, monkeypatch):
     assert WebhookEvent.objects.count() == 3
 
 
+class FakeClock:
+    """``time`` for payments.inbox: ``monotonic`` moves only when ``sleep`` is called."""
+
+    def __init__(self, on_sleep=None) -> None:
+        self.now, self.sleeps, self.on_sleep = 0.0, [], on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.on_sleep:
+            self.on_sleep(len(self.sleeps))
+        self.now += seconds
+
+
 def test_a_drain_looks_again_after_the_window_for_a_delivery_that_sent_no_signal(settings, monkeypatch):
     """The race the window opens: a delivery stored after the drain's last look, by a process that
-    set the flag just before the drain cleared it, sends no signal; the drain's closing look,
-    a window after the clear, applies it."""
-    settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 300
+    set the flag just before the drain cleared it, sends no signal; the drain's closing look, a
+    window after the clear, applies it."""
+    settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 250
+
+    def deliver_during_the_first_wait(count: int) -> None:
+        if count == 1:
+            # The drain applied the first delivery and found nothing more: the second arrives now.
+            assert post_stripe(stripe_event("payment_intent.succeeded", intent("pi_settle2", "succeeded")))[0] == 200
+            assert cache.get(DRAIN_FLAG) is None  # within the window: no signal
+
+    clock = FakeClock(deliver_during_the_first_wait)
+    monkeypatch.setattr(inbox, "time", clock)
     monkeypatch.setattr(inbox, "_signalled_at", float("-inf"))
     _sent_drains(monkeypatch)
     cache.delete(DRAIN_FLAG)
     assert post_stripe(stripe_event("payment_intent.succeeded", intent("pi_settle1", "succeeded")))[0] == 200
     assert cache.get(DRAIN_FLAG) == 1
+    looks: list[float] = []
+    drain_batch = inbox._drain_batch
+    monkeypatch.setattr(inbox, "_drain_batch", lambda *a, **k: looks.append(clock.now) or drain_batch(*a, **k))
 
-    real_sleep, waits = inbox.time.sleep, []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) == 1:
-            # The drain applied the first delivery and found nothing more: the second arrives now.
-            assert post_stripe(stripe_event("payment_intent.succeeded", intent("pi_settle2", "succeeded")))[0] == 200
-            assert cache.get(DRAIN_FLAG) is None  # within the window: no signal
-        real_sleep(seconds)
-
-    monkeypatch.setattr(inbox.time, "sleep", sleep)
     assert webhook_drain() == 2
-    # The closing look found the second delivery: the drain cleared the flag again, so it waited
-    # once more before its final, empty look.
-    assert len(waits) == 2 and all(0 < wait <= 0.3 for wait in waits)
-    assert set(Payment.objects.values_list("status", flat=True)) == {"succeeded"}
-    assert Payment.objects.count() == 2
+    # Applies the first; finds nothing; a window after its clear, applies the second; clears
+    # again, finds nothing; a window after that clear, finds nothing and ends.
+    assert looks == [0.0, 0.0, 0.25, 0.25, 0.5] and clock.sleeps == [0.25, 0.25]
+    assert list(Payment.objects.values_list("status", flat=True)) == ["succeeded", "succeeded"]
     assert not WebhookEvent.objects.filter(status="received").exists()
 
 
-def test_without_a_window_a_drain_ends_at_its_first_empty_look(monkeypatch):
-    waits: list[float] = []
-    monkeypatch.setattr(inbox.time, "sleep", waits.append)
+def test_without_a_window_a_drain_ends_at_its_first_empty_look(settings, monkeypatch):
+    settings.WEBHOOK_DRAIN_SIGNAL_WINDOW_MS = 0
+    clock = FakeClock()
+    monkeypatch.setattr(inbox, "time", clock)
     assert post_stripe(stripe_event("payment_intent.succeeded", intent("pi_nowin", "succeeded")))[0] == 200
-    assert webhook_drain() == 1 and waits == []
+    assert webhook_drain() == 1 and clock.sleeps == []
 
 
 def test_a_failed_signal_opens_no_window(settings, monkeypatch):
@@ -325,9 +342,9 @@ def test_a_drain_task_that_reached_its_limit_queues_the_next(monkeypatch):
 
 
 def test_concurrent_deliveries_with_a_signal_window_are_all_applied_without_the_sweep(settings, monkeypatch):
-    """Rounds of web threads delivering in bursts and pauses while a worker runs every drain they
-    queue: whichever deliveries skipped signalling, no event is left for the sweep once the
-    worker has nothing more to run."""
+    """Rounds of web threads delivering in bursts and pauses while a worker of two processes runs
+    every drain they queue, side by side: whichever deliveries skipped signalling, no event is
+    left for the sweep once the worker has nothing more to run."""
     import queue
     import random
     import threading
@@ -347,20 +364,25 @@ def test_concurrent_deliveries_with_a_signal_window_are_all_applied_without_the_
     failures: list[BaseException] = []
 
     def worker() -> None:
-        try:
-            while running.is_set():
-                try:
-                    kwargs = queued.get(timeout=0.02)
-                except queue.Empty:
-                    continue
-                try:
-                    webhook_drain(**(kwargs or {}))
-                finally:
-                    queued.task_done()
-        except BaseException as exc:  # reported by the test thread
-            failures.append(exc)
-        finally:
-            connections.close_all()
+        # As the task does: drains the endpoints queue fan out, those they queue do not.
+        while running.is_set():
+            try:
+                kwargs = queued.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            try:
+                webhook_drain(**{"fan_out": True, **(kwargs or {})})
+            except BaseException as exc:  # reported by the test thread
+                failures.append(exc)
+            finally:
+                queued.task_done()
+        connections.close_all()
+
+    def drains_done(timeout: float = 60) -> bool:
+        deadline = time.monotonic() + timeout
+        while queued.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not queued.unfinished_tasks
 
     def web(round_: int, thread: int) -> None:
         pace = random.Random(round_ * 10 + thread)  # noqa: S311 - pauses, not secrets
@@ -374,8 +396,10 @@ def test_concurrent_deliveries_with_a_signal_window_are_all_applied_without_the_
         finally:
             connections.close_all()
 
-    drainer = threading.Thread(target=worker)
-    drainer.start()
+    settings.WEBHOOK_DRAIN_PARALLEL = 2
+    drainers = [threading.Thread(target=worker) for _ in range(2)]  # two worker processes
+    for drainer in drainers:
+        drainer.start()
     try:
         for round_ in range(3):
             senders = [threading.Thread(target=web, args=(round_, thread)) for thread in range(4)]
@@ -383,11 +407,12 @@ def test_concurrent_deliveries_with_a_signal_window_are_all_applied_without_the_
                 sender.start()
             for sender in senders:
                 sender.join()
-            queued.join()  # every queued drain has run to its end
+            assert drains_done()  # every queued drain has run to its end
             assert not failures
             assert WebhookEvent.objects.count() == 32 * (round_ + 1)
             assert not WebhookEvent.objects.exclude(status="processed").exists(), f"round {round_}"
     finally:
         running.clear()
-        drainer.join(60)
+        for drainer in drainers:
+            drainer.join(60)
     assert Payment.objects.filter(status="succeeded").count() == 96
