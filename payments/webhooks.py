@@ -4,7 +4,7 @@ The endpoints do the least work that makes a delivery safe to acknowledge: size 
 signature check with the official SDK, a shape check, one durable ``INSERT ... ON CONFLICT DO
 NOTHING`` on (provider, event_id) and the coalesced drain signal (``webhook_drain_request``).
 Processing happens in ``payments.tasks.drain_webhooks``; a beat sweep re-enqueues anything the
-broker lost. gunicorn serves these views through a short middleware chain (``fintech.wsgi``).
+broker lost. gunicorn serves these views through a handler of their own (``fintech.wsgi``).
 Refused deliveries store nothing; each refusal is logged, and audited at most once per
 provider, reason and address every few minutes, so a flood cannot fill the audit trail.
 """

@@ -17,13 +17,18 @@ class RejectNulCharactersMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        for parameters in (request.GET, request.POST):
-            for key, values in parameters.lists():
-                if "\x00" in key or any("\x00" in value for value in values):
-                    return HttpResponseBadRequest(
-                        "Request parameters must not contain NUL characters.", content_type="text/plain"
-                    )
-        return self.get_response(request)
+        return reject_nul_characters(request) or self.get_response(request)
+
+
+def reject_nul_characters(request: HttpRequest) -> HttpResponse | None:
+    """A 400 answer when a form or query parameter contains U+0000, else None."""
+    for parameters in (request.GET, request.POST):
+        for key, values in parameters.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                return HttpResponseBadRequest(
+                    "Request parameters must not contain NUL characters.", content_type="text/plain"
+                )
+    return None
 
 
 class ApplicationErrorMiddleware:

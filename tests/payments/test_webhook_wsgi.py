@@ -1,4 +1,4 @@
-"""The webhook endpoints through the lean WSGI handler that gunicorn serves them with (fintech.wsgi).
+"""The webhook endpoints through the WSGI handler that gunicorn serves them with (fintech.wsgi).
 
 django.test.Client uses Django's default handler, so these tests call the WSGI callable itself
 with a WSGI environ, as gunicorn does: same answers, same stored rows, same refusal audit, and
@@ -17,9 +17,10 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.urls import resolve
 
 from fintech.core.models import AuditEvent
-from fintech.wsgi import application, default_application, webhook_application
+from fintech.wsgi import WebhookWSGIHandler, application, default_application, webhook_application
 from payments import inbox
 from payments.inbox import DRAIN_FLAG, webhook_drain
 from payments.models import Payment, WebhookEvent
@@ -71,7 +72,7 @@ def post_stripe(event: dict, **headers: str):
     return call("POST", "/webhooks/stripe/", body.encode(), **headers)
 
 
-def test_webhooks_are_served_by_the_short_middleware_chain_and_pages_by_the_full_one():
+def test_webhooks_are_served_by_their_own_handler_and_pages_by_the_full_stack():
     def names(handler) -> set[str]:
         chain, found = handler._middleware_chain, set()
         while chain is not None:
@@ -79,10 +80,25 @@ def test_webhooks_are_served_by_the_short_middleware_chain_and_pages_by_the_full
             chain = getattr(chain, "__wrapped__", None) or getattr(chain, "get_response", None)
         return found
 
-    assert webhook_application is not default_application
+    assert isinstance(webhook_application, WebhookWSGIHandler) and webhook_application is not default_application
+    assert set(webhook_application.views) == {"/webhooks/stripe/", "/webhooks/braintree/"}
+    # The views are those the full URLconf routes the same paths to.
+    for path, view in webhook_application.views.items():
+        assert resolve(path).func is view
     assert "SessionMiddleware" in names(default_application)
-    assert "SessionMiddleware" not in names(webhook_application)
-    assert "RejectNulCharactersMiddleware" in names(webhook_application)
+
+
+def test_an_unexpected_error_in_a_webhook_view_is_answered_as_django_answers_it(monkeypatch, caplog):
+    from payments import webhooks
+
+    def broken(request, provider):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webhooks, "_receive", broken)
+    status, headers, _ = post_stripe(stripe_event("payment_intent.succeeded", intent("pi_err", "succeeded")))
+    assert status == 500 and headers["X-Content-Type-Options"] == "nosniff"
+    assert any(record.name == "django.request" and record.levelname == "ERROR" for record in caplog.records)
+    assert WebhookEvent.objects.count() == 0
 
 
 def test_a_delivery_is_stored_once_and_answered_as_through_the_full_stack():
@@ -107,7 +123,7 @@ def test_a_delivery_is_stored_once_and_answered_as_through_the_full_stack():
     assert Payment.objects.get().status == "succeeded"
 
 
-def test_braintree_delivery_through_the_lean_handler():
+def test_braintree_delivery_through_the_webhook_handler():
     form = braintree_sample("transaction_settled", "bt_wsgi1")
     body = urlencode(form).encode()
     status, _, content = call("POST", "/webhooks/braintree/", body, "application/x-www-form-urlencoded")
