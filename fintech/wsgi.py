@@ -9,8 +9,10 @@ calls the path's view directly instead of through a middleware chain and URL res
 cost about a sixth of a delivery's CPU in the web process. What the endpoints keep of
 ``settings.MIDDLEWARE`` is called in place, in the same order: security headers
 (SecurityMiddleware), the guard against NUL characters in parameters, host validation and
-Content-Length (CommonMiddleware), X-Frame-Options, and the answer to an ApplicationError. Every
-other path goes through the full ``settings.MIDDLEWARE`` stack.
+Content-Length (CommonMiddleware), X-Frame-Options, and the answer to an ApplicationError; every
+answer, a refusal made before the view included, gets all their response headers. The views are
+never wrapped in a transaction (ATOMIC_REQUESTS does not apply here): a delivery is committed
+before it is acknowledged. Every other path goes through the full ``settings.MIDDLEWARE`` stack.
 """
 
 from typing import Any
@@ -19,7 +21,7 @@ from django.conf import settings
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -64,12 +66,18 @@ class WebhookWSGIHandler(WSGIHandler):
                 or self.common.process_request(request)
                 or self.views[request.path_info](request)
             )
+            if not isinstance(response, HttpResponseBase):
+                raise ValueError(f"the view of {request.path_info} returned {type(response).__name__}, not a response")
         except Exception as exc:  # answered as Django's handlers answer any exception
             response = self.application_errors.process_exception(request, exc) or response_for_exception(request, exc)
-        # The process_response hooks, in the reverse order of settings.MIDDLEWARE.
-        response = self.frame_options.process_response(request, response)
-        response = self.common.process_response(request, response)
-        response = self.security.process_response(request, response)
+        try:
+            # The process_response hooks, in the reverse order of settings.MIDDLEWARE, on every
+            # answer (a chain would skip the inner ones for an answer made before the view).
+            response = self.frame_options.process_response(request, response)
+            response = self.common.process_response(request, response)
+            response = self.security.process_response(request, response)
+        except Exception as exc:
+            response = response_for_exception(request, exc)
         response._resource_closers.append(request.close)
         if response.status_code >= 400:
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)

@@ -89,16 +89,38 @@ def test_webhooks_are_served_by_their_own_handler_and_pages_by_the_full_stack():
 
 
 def test_an_unexpected_error_in_a_webhook_view_is_answered_as_django_answers_it(monkeypatch, caplog):
+    from django.core.signals import request_finished
+
     from payments import webhooks
 
     def broken(request, provider):
         raise RuntimeError("boom")
 
+    finished: list[object] = []
+
+    def on_finished(sender, **kwargs):
+        finished.append(sender)
+
+    request_finished.connect(on_finished)
     monkeypatch.setattr(webhooks, "_receive", broken)
-    status, headers, _ = post_stripe(stripe_event("payment_intent.succeeded", intent("pi_err", "succeeded")))
+    try:
+        status, headers, _ = post_stripe(stripe_event("payment_intent.succeeded", intent("pi_err", "succeeded")))
+    finally:
+        request_finished.disconnect(on_finished)
     assert status == 500 and headers["X-Content-Type-Options"] == "nosniff"
-    assert any(record.name == "django.request" and record.levelname == "ERROR" for record in caplog.records)
+    errors = [record for record in caplog.records if record.name == "django.request" and record.levelname == "ERROR"]
+    assert len(errors) == 1  # logged once
+    assert len(finished) == 1  # the request's end is signalled: connections are tidied up
     assert WebhookEvent.objects.count() == 0
+
+
+def test_a_view_that_answers_nothing_is_a_logged_500_not_a_crash(monkeypatch, caplog):
+    from payments import webhooks
+
+    monkeypatch.setattr(webhooks, "_receive", lambda request, provider: None)
+    status, _, _ = post_stripe(stripe_event("payment_intent.succeeded", intent("pi_none", "succeeded")))
+    assert status == 500
+    assert any("returned NoneType, not a response" in str(record.exc_info) for record in caplog.records)
 
 
 def test_a_delivery_is_stored_once_and_answered_as_through_the_full_stack():
@@ -144,15 +166,19 @@ def test_refusals_store_nothing_and_are_audited_once():
 
 
 def test_bad_requests_get_the_same_answers():
-    assert call("GET", "/webhooks/stripe/")[0] == 405
+    for method in ("GET", "HEAD", "OPTIONS", "PUT"):
+        status, headers, _ = call(method, "/webhooks/stripe/")
+        assert (status, headers["Allow"]) == (405, "POST"), method
     assert call("POST", "/webhooks/nowhere/", b"{}")[0] == 404
     # A form parameter with a NUL is refused by the guard, before the view.
-    status, _, content = call(
+    status, headers, content = call(
         "POST", "/webhooks/braintree/", b"bt_signature=a%00b&bt_payload=x", "application/x-www-form-urlencoded"
     )
     assert status == 400 and b"NUL" in content
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
     # A Host outside ALLOWED_HOSTS is refused as on every other path.
-    assert call("POST", "/webhooks/stripe/", b"{}", HTTP_HOST="evil.example")[0] == 400
+    status, headers, _ = call("POST", "/webhooks/stripe/", b"{}", HTTP_HOST="evil.example")
+    assert status == 400 and headers["X-Content-Type-Options"] == "nosniff"
     assert WebhookEvent.objects.count() == 0
 
 
