@@ -31,10 +31,18 @@ def login_with_mfa(client, user) -> None:
     session.save()
 
 
-def totp_code(secret: str, *, offset: int = 0) -> str:
-    """The TOTP code of ``secret`` now (or ``offset`` periods away)."""
+def totp_code(secret: str, *, offset: int = 0, min_remaining: float = 4.0) -> str:
+    """The TOTP code of ``secret`` now (or ``offset`` periods away).
+
+    A code is accepted only in its own 30-second period (MFA_TOTP_TOLERANCE = 0): when fewer
+    than ``min_remaining`` seconds of the period are left, this waits for the next one, so a
+    code typed by a browser test is not already stale when the form reaches the server.
+    """
     import time
 
     from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 
+    remaining = 30 - time.time() % 30
+    if remaining < min_remaining:
+        time.sleep(remaining + 0.05)
     return format_hotp_value(hotp_value(secret, int(time.time()) // 30 + offset))
