@@ -6,7 +6,7 @@ user, MFA, messages, lockout or page policy, and they arrive at the highest rate
 It is Django's WSGI handler (request and response objects, the request_started/request_finished
 signals and with them the database connections' upkeep, error responses and their logging) that
 calls the path's view directly instead of through a middleware chain and URL resolution, which
-cost about a sixth of a delivery's CPU in the web process. What the endpoints keep of
+cost about a seventh of a delivery's CPU in the web process. What the endpoints keep of
 ``settings.MIDDLEWARE`` is called in place, in the same order: security headers
 (SecurityMiddleware), the guard against NUL characters in parameters, host validation and
 Content-Length (CommonMiddleware), X-Frame-Options, and the answer to an ApplicationError; every
