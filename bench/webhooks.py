@@ -5,7 +5,8 @@
    arrive over keep-alive connections. The client is wrk (``apt-get install wrk``; C, an event
    loop, so most of the two cores stay with the server) for ``--duration`` seconds, or, with
    ``--client python`` or without wrk, Python client processes sending every delivery once.
-   Prints deliveries answered per second, new events stored per second and p50/p95/p99 latency.
+   Prints deliveries answered per second, new events stored per second, p50/p95/p99 latency and
+   the CPU per delivery of gunicorn's workers and of PostgreSQL (from /proc).
 2. Processing: one Celery worker (``--worker-processes``, default 2 as in the run command; 1 is
    the solo pool) runs the drain task the endpoint queued, fanning out over the backlog; prints
    events applied to payments and ledger per second.
@@ -289,10 +290,26 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def processes_cpu() -> dict[str, float]:
+    """CPU seconds of this machine's processes by name, with the parent of each (from /proc)."""
+    cpu: dict[str, float] = collections.defaultdict(float)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, fields = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        values = fields.split()
+        seconds = (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
+        cpu[name.split("(", 1)[1]] += seconds
+        cpu[f"parent:{values[1]}"] += seconds
+    return cpu
+
+
 def in_process(env: dict[str, str], events: list[dict]) -> None:
     """Store the deliveries without HTTP, then drain them here, counting queries."""
     from datetime import UTC, datetime
 
+    os.environ.pop("DJANGO_SETTINGS_MODULE", None)
     os.environ.update(env)
     import django
 
@@ -374,8 +391,10 @@ def main() -> None:
     sys.path.insert(0, str(BASE_DIR))
     from fintech.core.crypto import generate_key_entry
 
+    # Production settings: importing fintech above set DJANGO_SETTINGS_MODULE to development's
+    # (DEBUG, which records every query), and a child would keep it.
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"},
         "DJANGO_ENV": "production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -383,6 +402,7 @@ def main() -> None:
         "REDIS_URL": redis_url,
         "FIELD_ENCRYPTION_KEYS": generate_key_entry("bench1"),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(48),
+        "AUDIT_ANCHOR_KEYS": generate_key_entry("anchor1"),
         "STRIPE_WEBHOOK_SECRETS": SECRET,
         "STRIPE_API_KEY": "sk_test_bench",
         "SECURE_SSL_REDIRECT": "false",
@@ -405,6 +425,8 @@ def main() -> None:
         [
             str(BASE_DIR / ".venv" / "bin" / "gunicorn"),
             "fintech.wsgi",
+            "--config",
+            str(BASE_DIR / "gunicorn.conf.py"),  # the web process's settings; the flags below override
             "-b",
             f"127.0.0.1:{port}",
             "-w",
@@ -413,8 +435,6 @@ def main() -> None:
             args.worker_class,
             # gunicorn runs gthread whenever --threads is above 1, whatever the class asked for.
             *(["--threads", str(args.web_threads)] if args.worker_class == "gthread" else []),
-            "--keep-alive",
-            "30",
             "--log-level",
             "warning",
         ],
@@ -440,10 +460,12 @@ def main() -> None:
         client_process(port, warm, 4, queue)
         queue.get()
 
+        cpu_started = processes_cpu()
         if args.client == "wrk":
             measured = wrk_ingest(port, payloads, args)
         else:
             measured = python_ingest(port, payloads, args, queue)
+        cpu_spent = {name: seconds - cpu_started.get(name, 0.0) for name, seconds in processes_cpu().items()}
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(30)
@@ -459,7 +481,7 @@ def main() -> None:
     layout = f"{args.web_workers} {args.worker_class} workers"
     if args.worker_class == "gthread":
         layout += f" x {args.web_threads} threads"
-    print(f"ingestion: gunicorn {layout}; client: {client}")
+    print(f"ingestion: gunicorn {layout} (gunicorn.conf.py, Django production settings); client: {client}")
     print(
         f"  {measured['requests']} deliveries answered, {measured['errors']} not 2xx or failed; "
         f"{stored} new events stored"
@@ -468,6 +490,12 @@ def main() -> None:
         f"  {measured['requests'] / elapsed:,.0f} deliveries/s ({stored / elapsed:,.0f} new events stored/s); "
         f"latency p50 {measured['p50'] * 1000:.1f} ms, p95 {measured['p95'] * 1000:.1f} ms, "
         f"p99 {measured['p99'] * 1000:.1f} ms"
+    )
+    # gunicorn's workers are its master's children; the master itself only supervises them.
+    web_cpu, database_cpu = cpu_spent.get(f"parent:{web.pid}", 0.0), cpu_spent.get("postgres", 0.0)
+    print(
+        f"  CPU per delivery: gunicorn workers {web_cpu / measured['requests'] * 1000:.2f} ms, "
+        f"PostgreSQL {database_cpu / measured['requests'] * 1000:.2f} ms"
     )
     if args.client == "wrk" and measured["requests"] > len(payloads):
         print(f"  (the {len(payloads)} deliveries ran out and were sent again: raise --deliveries)")

@@ -107,8 +107,8 @@ def process_commands(host: str, port: int) -> dict[str, list[str]]:
     return {
         "web": [
             python, "-m", "gunicorn", "fintech.wsgi",
+            "--config", str(BASE_DIR / "gunicorn.conf.py"),  # WEB_CONCURRENCY, WEB_THREADS
             "--bind", f"{host}:{port}",
-            "--workers", os.environ.get("WEB_CONCURRENCY", "2"),
             "--access-logfile", "-",
             "--graceful-timeout", "10",
         ],

@@ -134,6 +134,7 @@ def _serve_until_healthy_then_ctrl_c(env: dict[str, str]) -> tuple[subprocess.Po
         commands = " ".join(" ".join(process.cmdline()) for process in descendants)
         for program in ("gunicorn fintech.wsgi", "celery -A fintech worker", "celery -A fintech beat"):
             assert program in commands
+        assert f"--config {BASE_DIR / 'gunicorn.conf.py'}" in commands  # threaded workers, keep-alive
     finally:
         os.killpg(runner.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         output, _ = runner.communicate(timeout=90)

@@ -1,0 +1,144 @@
+"""The web process as deployed: `gunicorn fintech.wsgi` run from the project directory, with the
+settings of gunicorn.conf.py and production Django settings, on the test database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from django.conf import settings
+
+from fintech.core.crypto import generate_key_entry
+from payments.models import WebhookEvent
+from tests.payments.deliveries import intent, stripe_event, stripe_signature
+from tests.utils import database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET = "whsec_" + secrets.token_hex(24)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def web(transactional_db):
+    """gunicorn on a free port, started as the operations guide says; yields the port."""
+    parts = urlsplit(settings.REDIS_URL)
+    redis_url = f"unix://{parts.path}?db=12" if parts.scheme == "unix" else urlunsplit(parts._replace(path="/12"))
+    redis.Redis.from_url(redis_url).flushdb()
+    port = _free_port()
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTEST", "GUNICORN", "WEB_"))
+    }
+    env.update(
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DATABASE_URL=database_url(),
+        REDIS_URL=redis_url,
+        FIELD_ENCRYPTION_KEYS=generate_key_entry("gunicorn1"),
+        BLIND_INDEX_KEY=secrets.token_urlsafe(48),
+        AUDIT_ANCHOR_KEYS=generate_key_entry("anchor1"),
+        STRIPE_WEBHOOK_SECRETS=SECRET,
+        STRIPE_API_KEY="sk_test_" + secrets.token_hex(8),
+        SECURE_SSL_REDIRECT="false",
+        WEB_CONCURRENCY="1",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "fintech.wsgi", "--bind", f"127.0.0.1:{port}"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while server.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert server.poll() is None, server.communicate()[0]
+        yield port
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=60)[0]
+        redis.Redis.from_url(redis_url).flushdb()
+    assert "Traceback" not in output, output
+
+
+def _delivery(event: dict) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(event)
+    return body.encode(), {"Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, SECRET)}
+
+
+def test_deliveries_are_answered_on_one_kept_alive_connection_and_stored(web):
+    events = [stripe_event("payment_intent.processing", intent(f"pi_keep{n}", "processing")) for n in range(3)]
+    connection = HTTPConnection("127.0.0.1", web, timeout=30)
+    connection.connect()
+    opened = connection.sock
+    for event in events:
+        body, headers = _delivery(event)
+        connection.request("POST", "/webhooks/stripe/", body, headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        assert (response.getheader("Connection") or "").lower() != "close"
+        # http.client drops a socket the server said it would close; this one is the first.
+        assert connection.sock is opened
+    connection.close()
+    stored = set(WebhookEvent.objects.filter(provider="stripe").values_list("event_id", flat=True))
+    assert stored == {event["id"] for event in events}
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        pytest.param(
+            b"Content-Length: {length}\r\nTransfer-Encoding: chunked\r\n", b"400 Bad Request", id="length-and-chunked"
+        ),
+        pytest.param(b"Content-Length: {length}\r\nContent-Length: 5\r\n", b"400 Bad Request", id="two-lengths"),
+        pytest.param(
+            b"Content-Length: {length}\r\nX-Padding: " + b"a" * 9000 + b"\r\n",
+            b"431 Request Header Fields Too Large",
+            id="header-too-long",
+        ),
+    ],
+)
+def test_a_request_the_server_cannot_frame_safely_is_refused_and_nothing_is_stored(web, framing, status):
+    """A signed delivery hidden in an ambiguous request (request smuggling) never reaches the inbox."""
+    body, headers = _delivery(stripe_event("payment_intent.processing", intent("pi_smuggled", "processing")))
+    head = (
+        b"POST /webhooks/stripe/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Stripe-Signature: {headers['Stripe-Signature']}\r\n".encode()
+        + framing.replace(b"{length}", str(len(body)).encode())
+        + b"\r\n"
+    )
+    answer = _raw(web, head + body)
+    assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 " + status
+    assert not WebhookEvent.objects.exists()
