@@ -290,9 +290,9 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def processes_cpu() -> dict[str, float]:
-    """CPU seconds of this machine's processes by name, with the parent of each (from /proc)."""
-    cpu: dict[str, float] = collections.defaultdict(float)
+def processes_cpu() -> dict[tuple[int, int], tuple[str, int, float]]:
+    """This machine's processes: (pid, start time) -> (name, parent pid, CPU seconds), from /proc."""
+    processes = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             name, fields = stat.read_text().rsplit(")", 1)
@@ -300,9 +300,20 @@ def processes_cpu() -> dict[str, float]:
             continue
         values = fields.split()
         seconds = (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
-        cpu[name.split("(", 1)[1]] += seconds
-        cpu[f"parent:{values[1]}"] += seconds
-    return cpu
+        processes[(int(stat.parent.name), int(values[19]))] = (name.split("(", 1)[1], int(values[1]), seconds)
+    return processes
+
+
+def cpu_spent(before: dict, after: dict, *, name: str = "", parent: int = 0) -> float:
+    """CPU seconds spent between the two readings by the processes named so or with that parent.
+
+    A process that ended in between is missed; one that started in between counts in full.
+    """
+    return sum(
+        seconds - (before[key][2] if key in before else 0.0)
+        for key, (process, ppid, seconds) in after.items()
+        if (name and process == name) or (parent and ppid == parent)
+    )
 
 
 def in_process(env: dict[str, str], events: list[dict]) -> None:
@@ -433,8 +444,10 @@ def main() -> None:
             str(args.web_workers),
             "-k",
             args.worker_class,
-            # gunicorn runs gthread whenever --threads is above 1, whatever the class asked for.
-            *(["--threads", str(args.web_threads)] if args.worker_class == "gthread" else []),
+            # gunicorn runs gthread whenever threads is above 1 (gunicorn.conf.py sets 4), whatever
+            # the class asked for: one thread for any other class.
+            "--threads",
+            str(args.web_threads if args.worker_class == "gthread" else 1),
             "--log-level",
             "warning",
         ],
@@ -465,7 +478,7 @@ def main() -> None:
             measured = wrk_ingest(port, payloads, args)
         else:
             measured = python_ingest(port, payloads, args, queue)
-        cpu_spent = {name: seconds - cpu_started.get(name, 0.0) for name, seconds in processes_cpu().items()}
+        cpu_ended = processes_cpu()
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(30)
@@ -492,10 +505,12 @@ def main() -> None:
         f"p99 {measured['p99'] * 1000:.1f} ms"
     )
     # gunicorn's workers are its master's children; the master itself only supervises them.
-    web_cpu, database_cpu = cpu_spent.get(f"parent:{web.pid}", 0.0), cpu_spent.get("postgres", 0.0)
+    # PostgreSQL: every server process on this machine, whoever its client.
+    web_cpu = cpu_spent(cpu_started, cpu_ended, parent=web.pid)
+    database_cpu = cpu_spent(cpu_started, cpu_ended, name="postgres")
     print(
         f"  CPU per delivery: gunicorn workers {web_cpu / measured['requests'] * 1000:.2f} ms, "
-        f"PostgreSQL {database_cpu / measured['requests'] * 1000:.2f} ms"
+        f"PostgreSQL server {database_cpu / measured['requests'] * 1000:.2f} ms"
     )
     if args.client == "wrk" and measured["requests"] > len(payloads):
         print(f"  (the {len(payloads)} deliveries ran out and were sent again: raise --deliveries)")
