@@ -22,16 +22,10 @@ from django.conf import settings
 from fintech.core.crypto import generate_key_entry
 from payments.models import WebhookEvent
 from tests.payments.deliveries import intent, stripe_event, stripe_signature
-from tests.utils import database_url
+from tests.utils import database_url, free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET = "whsec_" + secrets.token_hex(24)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,7 +34,7 @@ def web(transactional_db):
     parts = urlsplit(settings.REDIS_URL)
     redis_url = f"unix://{parts.path}?db=12" if parts.scheme == "unix" else urlunsplit(parts._replace(path="/12"))
     redis.Redis.from_url(redis_url).flushdb()
-    port = _free_port()
+    port = free_port()
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTEST", "GUNICORN", "WEB_"))
     }

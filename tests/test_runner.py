@@ -18,15 +18,9 @@ import redis
 from django.conf import settings
 
 from fintech import embedded
-from tests.utils import database_url
+from tests.utils import database_url, free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _runner(*arguments: str, env: dict[str, str]) -> subprocess.Popen:
@@ -62,7 +56,7 @@ def test_a_taken_port_is_explained_before_anything_starts():
 
 def test_an_unreachable_database_is_explained_without_its_password():
     env = _environment(DATABASE_URL="postgres://ops:s3cret-pw@127.0.0.1:1/fintech")
-    runner = _runner("--port", str(_free_port()), env=env)
+    runner = _runner("--port", str(free_port()), env=env)
     output, _ = runner.communicate(timeout=120)
     assert runner.returncode == 1
     assert "Cannot connect to DATABASE_URL (postgres://ops:***@127.0.0.1:1/fintech)" in output
@@ -71,7 +65,7 @@ def test_an_unreachable_database_is_explained_without_its_password():
 
 
 def test_a_database_url_that_is_not_postgresql_is_refused():
-    runner = _runner("--port", str(_free_port()), env=_environment(DATABASE_URL="mysql://root@127.0.0.1/x"))
+    runner = _runner("--port", str(free_port()), env=_environment(DATABASE_URL="mysql://root@127.0.0.1/x"))
     output, _ = runner.communicate(timeout=120)
     assert runner.returncode == 1
     assert "DATABASE_URL must be a PostgreSQL URL" in output
@@ -79,7 +73,7 @@ def test_a_database_url_that_is_not_postgresql_is_refused():
 
 def test_an_unreachable_redis_is_explained():
     env = _environment(DATABASE_URL=database_url("postgres"), REDIS_URL="redis://127.0.0.1:1/0")
-    runner = _runner("--port", str(_free_port()), env=env)
+    runner = _runner("--port", str(free_port()), env=env)
     output, _ = runner.communicate(timeout=120)
     assert runner.returncode == 1
     assert "Cannot reach REDIS_URL (redis://127.0.0.1:1/0)" in output
@@ -113,7 +107,7 @@ def scratch_redis_url():
 
 def _serve_until_healthy_then_ctrl_c(env: dict[str, str]) -> tuple[subprocess.Popen, str, list[psutil.Process]]:
     """Run the stack until /healthz is 200 and the login page answers, then send Ctrl-C."""
-    port = _free_port()
+    port = free_port()
     runner = _runner("--port", str(port), env={**env, "WEB_CONCURRENCY": "1", "WORKER_CONCURRENCY": "1"})
     descendants: list[psutil.Process] = []
     try:

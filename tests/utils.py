@@ -12,6 +12,15 @@ def database_url(name: str | None = None) -> str:
     return f"postgres://{database['USER']}@{host}:{database['PORT'] or 5432}/{name or database['NAME']}"
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def login_with_mfa(client, user) -> None:
     """Sign ``user`` in as if they had passed password and TOTP (allauth's session records)."""
     import time
