@@ -281,26 +281,31 @@ def python_ingest(port: int, payloads: list[tuple[bytes, str]], args: argparse.N
     }
 
 
-def backend_cpu(pid: int) -> float:
-    """CPU seconds of a local PostgreSQL backend (from /proc); -inf when it is not on this machine."""
+def _process_stat(pid: int | str) -> tuple[str, int, int, float] | None:
+    """(name, parent pid, start time, CPU seconds) of a process on this machine, from /proc."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        name, fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
     except OSError:
-        return float("-inf")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+    values = fields.split()
+    seconds = (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
+    return name.split("(", 1)[1], int(values[1]), int(values[19]), seconds
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds of a local PostgreSQL backend; -inf when it is not on this machine."""
+    stat = _process_stat(pid)
+    return stat[3] if stat else float("-inf")
 
 
 def processes_cpu() -> dict[tuple[int, int], tuple[str, int, float]]:
-    """This machine's processes: (pid, start time) -> (name, parent pid, CPU seconds), from /proc."""
+    """This machine's processes: (pid, start time) -> (name, parent pid, CPU seconds)."""
     processes = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            name, fields = stat.read_text().rsplit(")", 1)
-        except OSError:
-            continue
-        values = fields.split()
-        seconds = (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
-        processes[(int(stat.parent.name), int(values[19]))] = (name.split("(", 1)[1], int(values[1]), seconds)
+    for directory in Path("/proc").glob("[0-9]*"):
+        stat = _process_stat(directory.name)
+        if stat:
+            name, parent, started, seconds = stat
+            processes[(int(directory.name), started)] = (name, parent, seconds)
     return processes
 
 
