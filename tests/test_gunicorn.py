@@ -13,16 +13,14 @@ import sys
 import time
 from http.client import HTTPConnection
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-from django.conf import settings
 
 from fintech.core.crypto import generate_key_entry
 from payments.models import WebhookEvent
 from tests.payments.deliveries import intent, stripe_event, stripe_signature
-from tests.utils import database_url, free_port
+from tests.utils import database_url, free_port, redis_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET = "whsec_" + secrets.token_hex(24)
@@ -31,8 +29,7 @@ SECRET = "whsec_" + secrets.token_hex(24)
 @pytest.fixture
 def web(transactional_db):
     """gunicorn on a free port, started as the operations guide says; yields the port."""
-    parts = urlsplit(settings.REDIS_URL)
-    redis_url = f"unix://{parts.path}?db=12" if parts.scheme == "unix" else urlunsplit(parts._replace(path="/12"))
+    redis_url = redis_database_url(12)
     redis.Redis.from_url(redis_url).flushdb()
     port = free_port()
     env = {

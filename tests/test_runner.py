@@ -9,7 +9,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
@@ -18,7 +17,7 @@ import redis
 from django.conf import settings
 
 from fintech import embedded
-from tests.utils import database_url, free_port
+from tests.utils import database_url, free_port, redis_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -96,8 +95,7 @@ def scratch_database():
 @pytest.fixture
 def scratch_redis_url():
     """Redis database 13 of the test server, so the stack's queue is its own."""
-    parts = urlsplit(settings.REDIS_URL)
-    url = f"unix://{parts.path}?db=13" if parts.scheme == "unix" else urlunsplit(parts._replace(path="/13"))
+    url = redis_database_url(13)
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

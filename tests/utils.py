@@ -12,6 +12,16 @@ def database_url(name: str | None = None) -> str:
     return f"postgres://{database['USER']}@{host}:{database['PORT'] or 5432}/{name or database['NAME']}"
 
 
+def redis_database_url(database: int) -> str:
+    """REDIS_URL of the test server with another database number, for a process of a test's own."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(settings.REDIS_URL)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}?db={database}"
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket
